@@ -1,0 +1,436 @@
+//! Command line: nats-server 2.9.10's server flags plus the `passwd`, `keygen` and `bench`
+//! subcommands.
+//!
+//! Cold: parsed once at start-up. Invariant: flags override the config file and only when given
+//! (an absent flag never resets a value the file set), as nats-server `ConfigureOptions` does.
+//! Go's `flag` package also accepts single-dash long names (`-port 4222`); `normalize_args`
+//! rewrites those to `--port` before clap sees them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::model::RANDOM_PORT;
+use crate::config::{ConfigError, ServerOptions, load_file};
+
+/// ringnats: a NATS-protocol message broker.
+#[derive(Debug, Parser)]
+#[command(name = "ringnats", version, disable_version_flag = true)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Port to listen on for clients (-1 = random).
+    #[arg(
+        short = 'p',
+        long = "port",
+        allow_negative_numbers = true,
+        value_name = "PORT"
+    )]
+    pub port: Option<i32>,
+
+    /// Host address to bind to.
+    #[arg(short = 'a', long = "addr", visible_alias = "net", value_name = "HOST")]
+    pub addr: Option<String>,
+
+    /// Server name.
+    #[arg(
+        short = 'n',
+        long = "name",
+        visible_alias = "server_name",
+        value_name = "NAME"
+    )]
+    pub name: Option<String>,
+
+    /// Enable debug output (`-DV` = debug and trace).
+    #[arg(short = 'D', long = "debug", action = ArgAction::Count)]
+    pub debug: u8,
+
+    /// Enable protocol trace (`-VV` also traces the system account).
+    #[arg(short = 'V', long = "trace", action = ArgAction::Count)]
+    pub trace: u8,
+
+    /// Log file.
+    #[arg(
+        short = 'l',
+        long = "log",
+        visible_alias = "log_file",
+        value_name = "FILE"
+    )]
+    pub log: Option<PathBuf>,
+
+    /// Timestamp log entries (`-T=false` / `--logtime=false` to disable).
+    #[arg(
+        short = 'T',
+        long = "logtime",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub logtime: Option<bool>,
+
+    /// Test the configuration file and exit.
+    #[arg(short = 't')]
+    pub test_config: bool,
+
+    /// Number of shards (one pinned thread each); default one per core.
+    #[arg(long = "shards", value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// Generate a key pair (same as `keygen <KIND>`).
+    #[arg(short = 'k', value_name = "KIND")]
+    pub keygen_kind: Option<KeyKind>,
+
+    /// Print the version.
+    #[arg(long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands next to running the server.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Hash a password with bcrypt for use in a config file.
+    Passwd(PasswdArgs),
+    /// Generate an nkey pair.
+    Keygen(KeygenArgs),
+}
+
+/// `ringnats passwd`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct PasswdArgs {
+    /// bcrypt cost (the `nats server passwd` default is 11).
+    #[arg(long = "cost", default_value_t = 11)]
+    pub cost: u32,
+}
+
+/// `ringnats keygen <KIND>`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct KeygenArgs {
+    /// What kind of key to generate.
+    #[arg(value_enum)]
+    pub kind: KeyKind,
+}
+
+/// nkey kinds, as `nk -gen <kind>` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyKind {
+    User,
+    Account,
+    Operator,
+    Server,
+    Curve,
+}
+
+/// Long flag names Go's `flag` package would accept with a single dash.
+const LONG_FLAGS: &[&str] = &[
+    "config",
+    "port",
+    "addr",
+    "net",
+    "name",
+    "server_name",
+    "debug",
+    "trace",
+    "log",
+    "log_file",
+    "logtime",
+    "shards",
+    "version",
+    "help",
+];
+
+impl Cli {
+    /// Parses `std::env::args_os()` after `normalize_args`; exits with usage on error.
+    pub fn parse_args() -> Cli {
+        Cli::parse_from(normalize_args(std::env::args_os()))
+    }
+
+    /// The subcommand to run, with `-k <kind>` mapped to `keygen <kind>`.
+    pub fn effective_command(&self) -> Option<Command> {
+        match (&self.command, self.keygen_kind) {
+            (Some(command), _) => Some(command.clone()),
+            (None, Some(kind)) => Some(Command::Keygen(KeygenArgs { kind })),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Rewrites Go-style single-dash long flags (`-port`, `-config=x`) to `--port`, `--config=x`.
+pub fn normalize_args<I, T>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    args.into_iter()
+        .map(Into::into)
+        .map(|arg| {
+            let rewritten = arg.to_str().and_then(|s| {
+                let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
+                let name = body.split('=').next().unwrap_or(body);
+                LONG_FLAGS
+                    .contains(&name)
+                    .then(|| OsString::from(format!("-{s}")))
+            });
+            rewritten.unwrap_or(arg)
+        })
+        .collect()
+}
+
+/// Loads the config file named by `-c` (if any), then applies the flags on top.
+pub fn options_from_cli(cli: &Cli) -> Result<ServerOptions, ConfigError> {
+    let mut opts = match &cli.config {
+        Some(path) => load_file(path)?,
+        None => ServerOptions::default(),
+    };
+    apply_flags(&mut opts, cli)?;
+    Ok(opts)
+}
+
+fn apply_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
+    if let Some(port) = cli.port {
+        if !(RANDOM_PORT..=65535).contains(&port) {
+            let msg = format!("invalid port {port}: must be -1 (random) or 0-65535");
+            return Err(ConfigError::Flag {
+                flag: "--port",
+                msg,
+            });
+        }
+        opts.port = port;
+    }
+    if let Some(addr) = &cli.addr {
+        opts.host = addr.clone();
+    }
+    if let Some(name) = &cli.name {
+        if name.contains(' ') {
+            let msg = "server name cannot contain spaces".to_string();
+            return Err(ConfigError::Flag {
+                flag: "--name",
+                msg,
+            });
+        }
+        opts.server_name = Some(name.clone());
+    }
+    if cli.debug > 0 {
+        opts.debug = true;
+    }
+    if cli.trace > 0 {
+        opts.trace = true;
+    }
+    if cli.trace > 1 {
+        opts.trace_verbose = true;
+    }
+    if let Some(log) = &cli.log {
+        opts.logfile = Some(log.clone());
+    }
+    if let Some(logtime) = cli.logtime {
+        opts.logtime = logtime;
+    }
+    if let Some(shards) = cli.shards {
+        if shards == 0 {
+            let msg = "must be at least 1".to_string();
+            return Err(ConfigError::Flag {
+                flag: "--shards",
+                msg,
+            });
+        }
+        opts.shards = Some(shards);
+    }
+    opts.apply_baseline();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let argv = normalize_args(std::iter::once("ringnats").chain(args.iter().copied()));
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    fn temp_conf(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringnats-cli-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.conf");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn no_flags_gives_defaults() {
+        let opts = options_from_cli(&cli(&[])).unwrap();
+        assert_eq!(opts, ServerOptions::default());
+    }
+
+    #[test]
+    fn server_flags() {
+        let c = cli(&[
+            "-p",
+            "-1",
+            "-a",
+            "127.0.0.1",
+            "-n",
+            "srv",
+            "-l",
+            "/tmp/x.log",
+            "-T=false",
+        ]);
+        let opts = options_from_cli(&c).unwrap();
+        assert_eq!(opts.port, -1);
+        assert_eq!(opts.listen_port(), 0);
+        assert_eq!(opts.host, "127.0.0.1");
+        assert_eq!(opts.server_name.as_deref(), Some("srv"));
+        assert_eq!(opts.logfile.as_deref(), Some(Path::new("/tmp/x.log")));
+        assert!(!opts.logtime);
+        let c = cli(&[
+            "--net",
+            "10.0.0.1",
+            "--server_name",
+            "x",
+            "--logtime",
+            "--shards",
+            "3",
+        ]);
+        let opts = options_from_cli(&c).unwrap();
+        assert_eq!(opts.host, "10.0.0.1");
+        assert_eq!(opts.server_name.as_deref(), Some("x"));
+        assert!(opts.logtime);
+        assert_eq!(opts.shards, Some(3));
+    }
+
+    #[test]
+    fn debug_trace_combinations() {
+        let opts = options_from_cli(&cli(&["-DV"])).unwrap();
+        assert!(opts.debug && opts.trace && !opts.trace_verbose);
+        let opts = options_from_cli(&cli(&["-VV"])).unwrap();
+        assert!(!opts.debug && opts.trace && opts.trace_verbose);
+        let opts = options_from_cli(&cli(&["-DVV"])).unwrap();
+        assert!(opts.debug && opts.trace && opts.trace_verbose);
+        let opts = options_from_cli(&cli(&["-D"])).unwrap();
+        assert!(opts.debug && !opts.trace);
+        let opts = options_from_cli(&cli(&["--trace"])).unwrap();
+        assert!(!opts.debug && opts.trace);
+    }
+
+    #[test]
+    fn go_style_single_dash_long_flags() {
+        let c = cli(&["-port", "5000", "-config=/nonexistent", "-t"]);
+        assert_eq!(c.port, Some(5000));
+        assert_eq!(c.config.as_deref(), Some(Path::new("/nonexistent")));
+        assert!(c.test_config);
+        // Short clusters are left alone.
+        assert_eq!(normalize_args(["-DV"]), vec![OsString::from("-DV")]);
+        assert_eq!(normalize_args(["--port"]), vec![OsString::from("--port")]);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let path = temp_conf(
+            "override",
+            "port: 4333\nhost: 10.1.1.1\nserver_name: filename\ndebug: true\nlogtime: false\n",
+        );
+        let path_str = path.to_str().unwrap();
+        let opts = options_from_cli(&cli(&["-c", path_str])).unwrap();
+        assert_eq!(opts.port, 4333);
+        assert_eq!(opts.config_file.as_deref(), Some(path.as_path()));
+        let opts = options_from_cli(&cli(&[
+            "-c", path_str, "-p", "5555", "-n", "flagname", "-V",
+        ]))
+        .unwrap();
+        assert_eq!(opts.port, 5555);
+        assert_eq!(opts.host, "10.1.1.1", "absent flag keeps the file value");
+        assert_eq!(opts.server_name.as_deref(), Some("flagname"));
+        assert!(opts.debug, "absent -D keeps the file's debug: true");
+        assert!(opts.trace);
+        assert!(!opts.logtime);
+        assert_eq!(opts.ping_interval, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn config_errors_surface() {
+        let err = options_from_cli(&cli(&["-c", "/nonexistent/ringnats.conf"])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("/nonexistent/ringnats.conf: "),
+            "{err}"
+        );
+        let path = temp_conf("bad", "port: 4222\nfoo_bar: 1\n");
+        let err = options_from_cli(&cli(&["-c", path.to_str().unwrap()])).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("server.conf:2: unknown field \"foo_bar\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_flag_values() {
+        let err = options_from_cli(&cli(&["-p", "70000"])).unwrap_err();
+        assert!(err.to_string().contains("invalid port 70000"), "{err}");
+        let err = options_from_cli(&cli(&["--shards", "0"])).unwrap_err();
+        assert!(err.to_string().contains("--shards"), "{err}");
+        let err = options_from_cli(&cli(&["-n", "a b"])).unwrap_err();
+        assert!(err.to_string().contains("cannot contain spaces"), "{err}");
+        assert!(Cli::try_parse_from(["ringnats", "-p", "x"]).is_err());
+        assert!(Cli::try_parse_from(["ringnats", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn port_zero_means_default_like_nats_server() {
+        assert_eq!(options_from_cli(&cli(&["-p", "0"])).unwrap().port, 4222);
+    }
+
+    #[test]
+    fn version_and_help() {
+        let err = Cli::try_parse_from(["ringnats", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DisplayVersion);
+        assert_eq!(
+            err.to_string().trim(),
+            format!("ringnats {}", env!("CARGO_PKG_VERSION"))
+        );
+        let err = Cli::try_parse_from(["ringnats", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DisplayHelp);
+        // -V is trace, not version.
+        assert_eq!(cli(&["-V"]).trace, 1);
+    }
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(
+            cli(&["passwd"]).effective_command(),
+            Some(Command::Passwd(PasswdArgs { cost: 11 }))
+        );
+        assert_eq!(
+            cli(&["passwd", "--cost", "12"]).effective_command(),
+            Some(Command::Passwd(PasswdArgs { cost: 12 }))
+        );
+        assert_eq!(
+            cli(&["keygen", "account"]).effective_command(),
+            Some(Command::Keygen(KeygenArgs {
+                kind: KeyKind::Account
+            }))
+        );
+        assert_eq!(
+            cli(&["-k", "user"]).effective_command(),
+            Some(Command::Keygen(KeygenArgs {
+                kind: KeyKind::User
+            }))
+        );
+        assert!(
+            Cli::try_parse_from(["ringnats", "bench"]).is_err(),
+            "bench is not built yet"
+        );
+        assert_eq!(cli(&[]).effective_command(), None);
+        assert!(Cli::try_parse_from(["ringnats", "keygen", "bogus"]).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! One client connection's state: its parser, buffers, options, subscriptions and timers.
+//!
+//! Hot: the fields read per op (`parser`, `out`, `flags`). The socket itself is the shard's
+//! business (`shard/`); nothing here does I/O or reads the clock: callers pass `now`.
+//! Invariant: a connection lives its whole life on one shard (DESIGN.md invariant 2).
+
+pub mod outbuf;
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+
+use crate::protocol::{Parser, ParserLimits};
+use crate::shard::SubKey;
+
+pub use outbuf::OutBuf;
+
+/// Why a connection was closed, logged once; the names follow nats-server's `ClosedState`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum CloseReason {
+    ClientClosed,
+    ReadError,
+    WriteError,
+    ParseError,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    StaleConnection,
+    ProtocolViolation,
+    MaxConnectionsExceeded,
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The words nats-server logs for this reason.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ParseError => "Parse Error",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::ServerShutdown => "Server Shutdown",
+        }
+    }
+}
+
+/// Options the client chose in CONNECT, as the hot path reads them.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnFlags {
+    pub verbose: bool,
+    pub pedantic: bool,
+    pub echo: bool,
+    pub headers: bool,
+    pub no_responders: bool,
+}
+
+impl Default for ConnFlags {
+    fn default() -> Self {
+        // nats-server `defaultOpts`: a client is verbose, pedantic and echoing until its CONNECT
+        // says otherwise (a SUB before CONNECT gets `+OK`).
+        ConnFlags {
+            verbose: true,
+            pedantic: true,
+            echo: true,
+            headers: false,
+            no_responders: false,
+        }
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ConnState {
+    Open,
+    /// Input is ignored; the socket is shut down once `out` is empty or at `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+    /// The socket is shut down; waiting for the kernel to return our buffers.
+    Closing,
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub cid: u64,
+    pub peer: SocketAddr,
+    pub state: ConnState,
+    pub parser: Parser,
+    /// Received bytes not yet consumed by the parser.
+    pub rbuf: Vec<u8>,
+    pub out: OutBuf,
+    /// Whether the connection is in the shard's list of connections to flush this turn.
+    pub dirty: bool,
+    pub flags: ConnFlags,
+    /// Whether CONNECT was received.
+    pub connected: bool,
+    pub account: u32,
+    /// sid -> subscription.
+    pub subs: AHashMap<Box<[u8]>, SubKey>,
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub created: Instant,
+    pub last_activity: Instant,
+    pub next_ping: Instant,
+    pub pings_out: u32,
+    /// Interest barrier this connection's subscriptions depend on (see `Shard::on_ping`).
+    pub interest_seq: u64,
+    /// `PONG` and `+OK` lines held back, in order, until peers acknowledge `interest_seq`.
+    pub held_acks: Vec<&'static [u8]>,
+    pub recv_armed: bool,
+    pub close_reason: Option<CloseReason>,
+}
+
+impl Conn {
+    pub fn new(
+        fd: RawFd,
+        cid: u64,
+        peer: SocketAddr,
+        limits: ParserLimits,
+        now: Instant,
+        ping_interval: Duration,
+    ) -> Conn {
+        Conn {
+            fd,
+            cid,
+            peer,
+            state: ConnState::Open,
+            parser: Parser::new(limits),
+            rbuf: Vec::new(),
+            out: OutBuf::default(),
+            dirty: false,
+            flags: ConnFlags::default(),
+            connected: false,
+            account: 0,
+            subs: AHashMap::new(),
+            name: String::new(),
+            lang: String::new(),
+            version: String::new(),
+            created: now,
+            last_activity: now,
+            next_ping: now + ping_interval,
+            pings_out: 0,
+            interest_seq: 0,
+            held_acks: Vec::new(),
+            recv_armed: false,
+            close_reason: None,
+        }
+    }
+
+    #[inline]
+    pub fn is_open(&self) -> bool {
+        self.state == ConnState::Open
+    }
+
+    /// Number of kernel operations that may still touch this connection's buffers.
+    pub fn outstanding_ops(&self) -> u32 {
+        u32::from(self.recv_armed) + u32::from(self.out.is_sending())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_connection_owns_no_kernel_operations() {
+        let now = Instant::now();
+        let limits = ParserLimits {
+            max_control_line: 4096,
+            max_payload: 1 << 20,
+        };
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut conn = Conn::new(-1, 1, peer, limits, now, Duration::from_secs(120));
+        assert_eq!(conn.outstanding_ops(), 0);
+        conn.recv_armed = true;
+        assert_eq!(conn.outstanding_ops(), 1);
+        assert!(conn.flags.echo, "echo defaults to on");
+        assert!(
+            conn.flags.verbose && conn.flags.pedantic,
+            "nats-server defaultOpts"
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! ringnats: a NATS-protocol message broker for Linux on io_uring, one pinned shard per core.
+//!
+//! The map, following `DESIGN.md`:
+//! - [`config`] and [`cli`] turn a nats-server configuration file and nats-server's flags into
+//!   [`config::ServerOptions`] (cold).
+//! - [`protocol`] turns client bytes into ops and ops into bytes, with no sockets and no clock
+//!   (hot).
+//! - [`subject`] validates subjects and finds the subscriptions a published subject reaches:
+//!   a token trie per account with `*` and `>` nodes and a bounded match cache (hot).
+//! - [`shard`] is one thread per core: its io_uring reactor, its connections and subscriptions,
+//!   and the mesh of SPSC rings to the other shards (hot).
+//! - [`conn`] is one client connection's state and its batched output buffer.
+//! - [`server`] starts the shards and is the control plane (signals, reload, shutdown);
+//!   [`logging`] prints nats-server's log shape.
+//! - [`tools`] holds the `ringnats` subcommands.
+
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod logging;
+pub mod protocol;
+pub mod server;
+pub mod shard;
+pub mod signals;
+pub mod subject;
+pub mod tools;

@@ -1,0 +1,148 @@
+//! The `ringnats` binary: parse the command line, load the configuration, start the shards,
+//! and wait for signals. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use ringnats::cli::{Cli, Command};
+use ringnats::config::ServerOptions;
+use ringnats::server::{COMPAT_VERSION, Server};
+use ringnats::signals::{Control, SignalWaiter};
+use ringnats::{cli, logging};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_args();
+    if let Some(command) = cli.effective_command() {
+        return run_tool(&command);
+    }
+    let opts = match cli::options_from_cli(&cli) {
+        Ok(opts) => opts,
+        Err(err) => {
+            logging::early_error(&err.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.test_config {
+        let file = opts
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!("ringnats: configuration file {file} is valid");
+        return ExitCode::SUCCESS;
+    }
+    run_server(&cli, opts)
+}
+
+fn run_tool(command: &Command) -> ExitCode {
+    match ringnats::tools::run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            logging::early_error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(cli: &Cli, opts: ServerOptions) -> ExitCode {
+    let level = logging::level_for(opts.debug, opts.trace);
+    if let Err(err) = logging::init(level, opts.logtime, opts.logfile.as_deref()) {
+        logging::early_error(&format!("cannot open log file: {err}"));
+        return ExitCode::FAILURE;
+    }
+    // Signals are routed to this thread before any shard starts, so a shard failure signal
+    // never meets the default action.
+    let mut signals = match SignalWaiter::new() {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!("cannot install signal handlers: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("Starting ringnats");
+    tracing::info!(
+        "  Version:  {} (nats-server protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        COMPAT_VERSION
+    );
+    for warning in &opts.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(file) = &opts.config_file {
+        tracing::info!("Using configuration file: {}", file.display());
+    }
+    let server = match Server::start(opts.clone()) {
+        Ok(server) => server,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = server.shared().clone();
+    tracing::info!(
+        "  Name:     {}",
+        opts.server_name.as_deref().unwrap_or(&shared.server_id)
+    );
+    tracing::info!("  ID:       {}", shared.server_id);
+    tracing::info!("  Shards:   {}", shared.shard_count);
+    tracing::info!(
+        "Listening for client connections on {}",
+        server.listen_addr()
+    );
+    tracing::info!("Server is ready");
+    let mut current = opts;
+    loop {
+        match signals.wait() {
+            Control::Reload => {
+                tracing::info!("Trapped \"hangup\" signal");
+                current = reload(cli, &server, current);
+            }
+            Control::Stop(name) => {
+                tracing::info!("Trapped \"{name}\" signal");
+                break;
+            }
+            Control::ShardFailed => {
+                if server.has_failed() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("Initiating Shutdown...");
+    let ok = server.shutdown();
+    tracing::info!("Server Exiting..");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Re-reads the configuration and applies what can change while running.
+fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
+    let new = match cli::options_from_cli(cli) {
+        Ok(opts) => opts,
+        Err(err) => {
+            tracing::error!("Failed to reload server configuration: {err}");
+            return current;
+        }
+    };
+    let changes = ringnats::config::reload::reloadable_changes(&current, &new);
+    if let Some(refused) = changes.refused.first() {
+        tracing::error!(
+            "Failed to reload server configuration: config reload not supported for {refused}"
+        );
+        return current;
+    }
+    if new.debug != current.debug || new.trace != current.trace {
+        logging::set_level(logging::level_for(new.debug, new.trace));
+    }
+    for change in &changes.applied {
+        tracing::info!("Reloaded: {change}");
+    }
+    server.reload(new.clone());
+    tracing::info!("Reloaded server configuration");
+    new
+}

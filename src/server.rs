@@ -1,0 +1,374 @@
+//! Start-up and the control plane: listeners, shard threads, signals, reload, shutdown.
+//!
+//! Cold: runs at start, on signals and when shards ask for shared state per connection.
+//! `Shared` is the only state every shard can reach; each field says which threads touch it.
+//! Nothing in it is read per message.
+
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::ServerOptions;
+use crate::protocol::connect::ServerInfo;
+use crate::shard::mesh::{self, Waker};
+use crate::shard::{Limits, SHARDS_MAX, Shard, ShardId, pin};
+
+/// The version we report in INFO: the nats-server protocol level we implement. Clients gate
+/// features (headers, no responders) on it.
+pub const COMPAT_VERSION: &str = "2.9.10";
+
+/// State shared by all shards and the control thread.
+pub struct Shared {
+    pub shard_count: usize,
+    pub server_id: String,
+    /// Current options. Written by the control thread on reload; read by shards when
+    /// `opts_generation` changes (at most once per tick) and at connection set-up.
+    opts: Mutex<Arc<ServerOptions>>,
+    opts_generation: AtomicU64,
+    /// Open client connections, all shards. Incremented on accept, decremented on close.
+    connections: AtomicUsize,
+    /// Set once by the control thread; read by shards every tick.
+    shutdown: AtomicBool,
+    /// The listening address actually bound (port 0/-1 resolved).
+    pub listen_addr: SocketAddr,
+}
+
+impl Shared {
+    pub fn options(&self) -> Arc<ServerOptions> {
+        // A poisoned lock means a shard panicked, which stops the process anyway; use the
+        // last value either way.
+        self.opts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn opts_generation(&self) -> u64 {
+        self.opts_generation.load(Ordering::Acquire)
+    }
+
+    pub fn limits(&self) -> (Limits, u64) {
+        let generation = self.opts_generation();
+        let o = self.options();
+        let limits = Limits {
+            max_payload: o.max_payload,
+            max_control_line: o.max_control_line,
+            max_pending: o.max_pending,
+            max_connections: o.max_connections,
+            max_subscriptions: o.max_subscriptions,
+            ping_interval: o.ping_interval,
+            ping_max: o.ping_max,
+            write_deadline: o.write_deadline,
+            trace: o.trace,
+        };
+        (limits, generation)
+    }
+
+    /// Counts a new connection unless that would pass `max`.
+    pub fn try_add_connection(&self, max: usize) -> bool {
+        let prev = self.connections.fetch_add(1, Ordering::Relaxed);
+        if prev >= max {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn remove_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// The INFO JSON for a new connection.
+    pub fn info_json(&self, client_id: u64, peer: &SocketAddr, max_payload: usize) -> Vec<u8> {
+        let opts = self.options();
+        let info = ServerInfo {
+            server_id: self.server_id.clone(),
+            server_name: opts
+                .server_name
+                .clone()
+                .unwrap_or_else(|| self.server_id.clone()),
+            version: COMPAT_VERSION.to_string(),
+            proto: 1,
+            go: concat!("ringnats-", env!("CARGO_PKG_VERSION")).to_string(),
+            host: opts.host.clone(),
+            port: self.listen_addr.port(),
+            headers: true,
+            max_payload: max_payload as i64,
+            client_id,
+            client_ip: peer.ip().to_string(),
+            ..ServerInfo::default()
+        };
+        info.to_json()
+    }
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Uring(String),
+    #[error("cannot start shard thread: {0}")]
+    Thread(std::io::Error),
+    #[error("--shards must be between 1 and {SHARDS_MAX}, got {0}")]
+    ShardCount(usize),
+}
+
+/// A running server: the shard threads and the handle to stop them.
+pub struct Server {
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Binds the listeners, starts one pinned shard per CPU (or `opts.shards`), and returns
+    /// once every shard's ring is up.
+    pub fn start(opts: ServerOptions) -> Result<Server, StartError> {
+        let cpus = pin::allowed_cpus();
+        let shard_count = opts.shards.unwrap_or(cpus.len().max(1));
+        if shard_count == 0 || shard_count > SHARDS_MAX {
+            return Err(StartError::ShardCount(shard_count));
+        }
+        let listeners = bind_listeners(&opts, shard_count)?;
+        let listen_addr = local_addr(listeners[0]).map_err(|source| StartError::Listen {
+            addr: format!("{}:{}", opts.host, opts.port),
+            source,
+        })?;
+        let server_id = nkeys::KeyPair::new_server().public_key();
+        let shared = Arc::new(Shared {
+            shard_count,
+            server_id,
+            opts: Mutex::new(Arc::new(opts)),
+            opts_generation: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            listen_addr,
+        });
+        let wakers: Vec<Arc<Waker>> = (0..shard_count)
+            .map(|_| Waker::new())
+            .collect::<Result<_, _>>()
+            .map_err(|e| StartError::Uring(format!("eventfd: {e}")))?;
+        let meshes = mesh::build(&wakers);
+        let failed = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let mut threads = Vec::new();
+        for ((i, mesh), listener) in meshes.into_iter().enumerate().zip(listeners) {
+            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+            let shared = shared.clone();
+            let waker = wakers[i].clone();
+            let ready = ready_tx.clone();
+            let failed = failed.clone();
+            let all_wakers = wakers.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    run_shard(
+                        ShardId(i as u16),
+                        cpu,
+                        shared,
+                        mesh,
+                        waker,
+                        listener,
+                        ready,
+                        failed,
+                        all_wakers,
+                    )
+                })
+                .map_err(StartError::Thread)?;
+            threads.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..shard_count {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => {
+                    shared.shutdown.store(true, Ordering::SeqCst);
+                    wakers.iter().for_each(|w| w.wake_always());
+                    return Err(StartError::Uring(msg));
+                }
+                Err(_) => {
+                    return Err(StartError::Uring(
+                        "a shard thread exited during start-up".into(),
+                    ));
+                }
+            }
+        }
+        Ok(Server {
+            shared,
+            wakers,
+            threads,
+            failed,
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    /// Replaces the options (SIGHUP); shards pick them up on their next tick.
+    pub fn reload(&self, opts: ServerOptions) {
+        let mut guard = self.shared.opts.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(opts);
+        drop(guard);
+        self.shared.opts_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Asks every shard to flush and close its connections, then waits for the threads.
+    /// Returns false if a shard failed.
+    pub fn shutdown(self) -> bool {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            w.wake_always();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        !self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Whether a shard stopped on its own (an error or a panic).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_shard(
+    id: ShardId,
+    cpu: Option<core_affinity::CoreId>,
+    shared: Arc<Shared>,
+    mesh: mesh::Mesh,
+    waker: Arc<Waker>,
+    listener: RawFd,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    failed: Arc<AtomicBool>,
+    all_wakers: Vec<Arc<Waker>>,
+) {
+    if let Some(cpu) = cpu {
+        pin::pin_current(cpu, id.0);
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut shard = match Shard::new(id, shared.clone(), mesh, waker, listener) {
+            Ok(shard) => shard,
+            Err(err) => {
+                let _ = ready.send(Err(crate::shard::reactor::explain_setup_error(&err)));
+                return Err(());
+            }
+        };
+        let _ = ready.send(Ok(()));
+        shard.run().map_err(|err| {
+            tracing::error!(shard = id.0, %err, "shard event loop failed");
+        })
+    }));
+    // SAFETY-free: closing our listener after the ring (inside the shard) is gone.
+    let _ = nix_close(listener);
+    let ok = matches!(result, Ok(Ok(())));
+    if !ok {
+        if result.is_err() {
+            tracing::error!(shard = id.0, "shard thread panicked; stopping the server");
+        }
+        failed.store(true, Ordering::SeqCst);
+        shared.shutdown.store(true, Ordering::SeqCst);
+        // Wake the control thread's wait and the other shards.
+        for w in &all_wakers {
+            w.wake_always();
+        }
+        crate::signals::notify_failure();
+    }
+}
+
+fn nix_close(fd: RawFd) -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the shard thread owns its listener descriptor and closes it exactly once here.
+    #[allow(unsafe_code)]
+    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+/// One `SO_REUSEPORT` listener per shard on the same address; the kernel spreads connections.
+fn bind_listeners(opts: &ServerOptions, count: usize) -> Result<Vec<RawFd>, StartError> {
+    let host = if opts.host.is_empty() {
+        "0.0.0.0"
+    } else {
+        opts.host.as_str()
+    };
+    let port = if opts.port < 0 { 0 } else { opts.port as u16 };
+    let addr: SocketAddr = resolve(host, port).map_err(|source| StartError::Listen {
+        addr: format!("{host}:{port}"),
+        source,
+    })?;
+    let mut fds = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count {
+        let sock = listener_socket(bound).map_err(|source| StartError::Listen {
+            addr: bound.to_string(),
+            source,
+        })?;
+        // With port 0 the first bind picks the port; the others join it.
+        if bound.port() == 0 {
+            if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket()) {
+                bound = a;
+            }
+        }
+        fds.push(sock.into_raw_fd());
+    }
+    Ok(fds)
+}
+
+fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address for host"))
+}
+
+fn listener_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(4096)?;
+    Ok(sock)
+}
+
+fn local_addr(fd: RawFd) -> std::io::Result<SocketAddr> {
+    let fd = BorrowedListener(fd);
+    let sock = socket2::SockRef::from(&fd);
+    sock.local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an inet socket"))
+}
+
+struct BorrowedListener(RawFd);
+
+impl std::os::fd::AsFd for BorrowedListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the listener stays open while the shard threads have not started.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::fd::BorrowedFd::borrow_raw(self.0)
+        }
+    }
+}
+
+/// How long the control thread waits between checks of the failure flag.
+pub const CONTROL_POLL: Duration = Duration::from_millis(200);

@@ -1,0 +1,284 @@
+//! Everything shards say to each other: the `ShardMsg` enum, the SPSC rings (one per ordered pair
+//! of shards) that carry it, and the eventfd wake-up.
+//!
+//! Hot: `Mesh::send` and `Mesh::drain` run every loop turn that has cross-shard traffic. Messages
+//! travel in batches (`ShardMsg::Messages`, many published messages in one buffer), so a turn
+//! pushes at most one entry per peer for message traffic.
+//! Invariant: one ring per ordered pair keeps everything one shard sends another in order, which
+//! gives per-publisher order across shards (DESIGN.md invariant 6) and lets an `InterestBarrier`
+//! acknowledge every interest change sent before it (invariant 5).
+//! The only atomics are the ring indices (inside `rtrb`) and each shard's `sleeping` flag.
+#![allow(unsafe_code)] // eventfd read/write through libc.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::shard::ShardId;
+
+/// Capacity of each SPSC ring in entries. A full ring makes the sender keep entries in its
+/// local backlog and retry on the next turn.
+pub const RING_CAPACITY: usize = 4096;
+/// Bytes of queued cross-shard traffic a shard holds for one peer before it drops messages
+/// (and logs it). Reached only if the peer stops draining its ring.
+pub const BACKLOG_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// A message from one shard to another.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// The sender's first local subscription for (account, filter, queue) appeared (`add`) or its
+    /// last one went away.
+    Interest {
+        account: u32,
+        filter: Box<[u8]>,
+        queue: Option<Box<[u8]>>,
+        add: bool,
+    },
+    /// Reply with `InterestAck { seq }` once everything received before this is applied.
+    InterestBarrier { seq: u64 },
+    /// Everything up to barrier `seq` is applied on the sender of this ack.
+    InterestAck { seq: u64 },
+    /// A batch of published messages encoded by `forward::encode` (see `shard/forward.rs`).
+    Messages(Vec<u8>),
+}
+
+impl ShardMsg {
+    fn weight(&self) -> usize {
+        match self {
+            ShardMsg::Messages(b) => b.len(),
+            ShardMsg::Interest { filter, .. } => filter.len() + 32,
+            _ => 16,
+        }
+    }
+}
+
+/// How another shard wakes this one when it is blocked in `io_uring_enter`.
+pub struct Waker {
+    /// Set by the owner just before it may block; cleared when it wakes.
+    sleeping: AtomicBool,
+    eventfd: RawFd,
+}
+
+impl Waker {
+    pub fn new() -> std::io::Result<Arc<Waker>> {
+        // SAFETY: plain syscall; the fd is owned by the Waker and closed on drop.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Arc::new(Waker {
+            sleeping: AtomicBool::new(false),
+            eventfd: fd,
+        }))
+    }
+
+    pub fn eventfd(&self) -> RawFd {
+        self.eventfd
+    }
+
+    /// Wakes the owner if it said it may sleep.
+    pub fn wake(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.wake_always();
+        }
+    }
+
+    /// Wakes the owner unconditionally (shutdown, reload).
+    pub fn wake_always(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
+        unsafe { libc::write(self.eventfd, (&one as *const u64).cast(), 8) };
+    }
+
+    /// Called by the owner before blocking. Returns false if it must not block after all.
+    pub fn prepare_sleep(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.eventfd) };
+    }
+}
+
+/// One shard's ends of the mesh: a producer to every peer and a consumer from every peer.
+pub struct Mesh {
+    pub me: ShardId,
+    outgoing: Vec<Option<Outgoing>>,
+    incoming: Vec<Option<rtrb::Consumer<ShardMsg>>>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+struct Outgoing {
+    producer: rtrb::Producer<ShardMsg>,
+    /// Entries that did not fit in the ring, in order; always drained before new ones.
+    backlog: VecDeque<ShardMsg>,
+    backlog_bytes: usize,
+    /// Whether anything was pushed this turn (wake the peer at the end of the turn).
+    pushed: bool,
+}
+
+/// Builds the full mesh for `n` shards: element i is shard i's `Mesh`.
+pub fn build(wakers: &[Arc<Waker>]) -> Vec<Mesh> {
+    let n = wakers.len();
+    let mut meshes: Vec<Mesh> = (0..n)
+        .map(|i| Mesh {
+            me: ShardId(i as u16),
+            outgoing: (0..n).map(|_| None).collect(),
+            incoming: (0..n).map(|_| None).collect(),
+            wakers: wakers.to_vec(),
+        })
+        .collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from == to {
+                continue;
+            }
+            let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+            meshes[from].outgoing[to] = Some(Outgoing {
+                producer,
+                backlog: VecDeque::new(),
+                backlog_bytes: 0,
+                pushed: false,
+            });
+            meshes[to].incoming[from] = Some(consumer);
+        }
+    }
+    meshes
+}
+
+impl Mesh {
+    /// Ids of every other shard.
+    pub fn peers(&self) -> impl Iterator<Item = ShardId> + '_ {
+        let me = self.me;
+        (0..self.outgoing.len() as u16)
+            .map(ShardId)
+            .filter(move |p| *p != me)
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.outgoing.len().saturating_sub(1)
+    }
+
+    /// Queues `msg` for `to`. Returns false if the backlog for `to` is over its limit and the
+    /// message was dropped.
+    pub fn send(&mut self, to: ShardId, msg: ShardMsg) -> bool {
+        let Some(out) = self
+            .outgoing
+            .get_mut(usize::from(to.0))
+            .and_then(Option::as_mut)
+        else {
+            return false;
+        };
+        if out.backlog.is_empty() {
+            match out.producer.push(msg) {
+                Ok(()) => {
+                    out.pushed = true;
+                    return true;
+                }
+                Err(rtrb::PushError::Full(m)) => return push_backlog(out, m),
+            }
+        }
+        push_backlog(out, msg)
+    }
+
+    /// Moves backlogged entries into the rings and wakes peers that got something.
+    /// Returns whether any backlog remains (the caller then polls instead of sleeping long).
+    pub fn flush(&mut self) -> bool {
+        let mut remaining = false;
+        for (peer, out) in self.outgoing.iter_mut().enumerate() {
+            let Some(out) = out else { continue };
+            while let Some(msg) = out.backlog.pop_front() {
+                let weight = msg.weight();
+                match out.producer.push(msg) {
+                    Ok(()) => {
+                        out.backlog_bytes -= weight;
+                        out.pushed = true;
+                    }
+                    Err(rtrb::PushError::Full(m)) => {
+                        out.backlog.push_front(m);
+                        break;
+                    }
+                }
+            }
+            remaining |= !out.backlog.is_empty();
+            if out.pushed {
+                out.pushed = false;
+                self.wakers[peer].wake();
+            }
+        }
+        remaining
+    }
+
+    /// Pops up to `max` entries from every peer, calling `f(from, msg)` for each.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(ShardId, ShardMsg)) -> usize {
+        let mut count = 0;
+        for (peer, consumer) in self.incoming.iter_mut().enumerate() {
+            let Some(consumer) = consumer else { continue };
+            let mut taken = 0;
+            while taken < max {
+                match consumer.pop() {
+                    Ok(msg) => {
+                        f(ShardId(peer as u16), msg);
+                        taken += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            count += taken;
+        }
+        count
+    }
+
+    /// Whether any peer has something queued for us.
+    pub fn has_incoming(&self) -> bool {
+        self.incoming.iter().flatten().any(|c| !c.is_empty())
+    }
+}
+
+fn push_backlog(out: &mut Outgoing, msg: ShardMsg) -> bool {
+    let weight = msg.weight();
+    if out.backlog_bytes + weight > BACKLOG_BYTES_MAX && matches!(msg, ShardMsg::Messages(_)) {
+        return false;
+    }
+    out.backlog_bytes += weight;
+    out.backlog.push_back(msg);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_kept_through_the_backlog() {
+        let wakers: Vec<_> = (0..2).map(|_| Waker::new().unwrap()).collect();
+        let mut meshes = build(&wakers);
+        let total = RING_CAPACITY * 2 + 10;
+        for i in 0..total {
+            assert!(meshes[0].send(ShardId(1), ShardMsg::InterestAck { seq: i as u64 }));
+        }
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            meshes[0].flush();
+            meshes[1].drain(usize::MAX, |from, msg| {
+                assert_eq!(from, ShardId(0));
+                if let ShardMsg::InterestAck { seq } = msg {
+                    seen.push(seq);
+                }
+            });
+        }
+        assert_eq!(seen.len(), total);
+        assert!(
+            seen.windows(2).all(|w| w[0] + 1 == w[1]),
+            "entries arrived out of order"
+        );
+    }
+}

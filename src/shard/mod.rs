@@ -1,0 +1,1070 @@
+//! A shard: one thread pinned to one core, with its own io_uring, listener, connections,
+//! subscriptions and subject indexes.
+//!
+//! Hot: `on_recv` → `process_input` → `on_pub` → `deliver` → `flush_dirty` runs per message.
+//! Cold: accept, CONNECT, SUB/UNSUB bookkeeping, timers, reload.
+//! Invariants: nothing here is shared with another thread except through `mesh` (DESIGN.md 1
+//! and 3); every connection is owned by exactly one shard (2); a PING after a SUB is answered
+//! only once every peer has acknowledged the interest change (5).
+
+#![allow(unsafe_code)] // kernel-owned buffers: each use names its SAFETY argument.
+
+pub mod forward;
+pub mod mesh;
+pub mod pin;
+pub mod reactor;
+mod session;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use slab::Slab;
+
+use crate::conn::{CloseReason, Conn, ConnState};
+use crate::protocol::{Op, ParserLimits, encode};
+use crate::server::Shared;
+use crate::subject::index::{Matches, SubjectIndex};
+use forward::Published;
+use mesh::{Mesh, ShardMsg, Waker};
+use reactor::{Completion, OpKind, Reactor};
+
+/// Identifies a shard; also its index in every per-shard vector.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u16);
+
+/// A subscription's key in the shard's subscription slab; what the local index stores.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Hash)]
+pub struct SubKey(pub u32);
+
+/// Largest number of shards: forwarding keeps the set of target shards in a `u64` bitmask.
+pub const SHARDS_MAX: usize = 64;
+
+/// Number of provided receive buffers per shard, and their size.
+const RECV_BUFFERS: u16 = 256;
+const RECV_BUFFER_LEN: usize = 64 * 1024;
+/// A cross-shard batch is handed to the mesh once it reaches this size, even mid-turn.
+const FORWARD_BATCH_BYTES_MAX: usize = 256 * 1024;
+/// Period of the timer sweep (keepalive, deadlines, reload checks).
+const TICK: Duration = Duration::from_millis(100);
+/// How long a connection closing with an error line may take to flush it.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries taken from each peer ring per turn, so a busy peer cannot starve our sockets.
+const MESH_DRAIN_MAX: usize = 1024;
+
+/// A subscription on this shard.
+pub struct Subscription {
+    pub conn: u32,
+    pub account: u32,
+    pub sid: Box<[u8]>,
+    pub filter: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    /// Auto-unsubscribe after this many deliveries in total (UNSUB with max).
+    pub max: Option<u64>,
+    pub delivered: u64,
+}
+
+/// The indexes of one account on this shard (DESIGN.md invariant 9: one per account).
+pub struct AccountIndex {
+    /// Subscriptions of this shard's connections.
+    pub local: SubjectIndex<SubKey>,
+    /// Interest of other shards, replicated through the mesh (invariant 4).
+    pub remote: SubjectIndex<ShardId>,
+}
+
+impl AccountIndex {
+    fn new() -> AccountIndex {
+        AccountIndex {
+            local: SubjectIndex::new(),
+            remote: SubjectIndex::new(),
+        }
+    }
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    shared: Arc<Shared>,
+    reactor: Reactor,
+    mesh: Mesh,
+    waker: Arc<Waker>,
+    /// The eventfd read target; the kernel writes here while a wake read is armed.
+    wake_buf: Box<u64>,
+    listener: RawFd,
+    conns: Slab<Conn>,
+    subs: Slab<Subscription>,
+    accounts: Vec<AccountIndex>,
+    /// Local subscription count per (account, filter, queue), to send interest on 0↔1.
+    local_interest: AHashMap<Vec<u8>, u32>,
+    /// Connections with output to flush this turn.
+    dirty: Vec<u32>,
+    /// Connections to close at the end of the current op (slow consumers found mid-delivery).
+    to_close: Vec<(u32, CloseReason)>,
+    /// Subscriptions that reached their UNSUB max during delivery.
+    expired: Vec<SubKey>,
+    /// Cross-shard batches being built this turn, one per peer.
+    forward: Vec<Vec<u8>>,
+    /// Interest barrier bookkeeping (see `on_ping`).
+    barrier_next: u64,
+    barrier_pending: bool,
+    acked: Vec<u64>,
+    pong_waiters: Vec<u32>,
+    /// Per-connection option snapshot, refreshed on reload.
+    limits: Limits,
+    opts_generation: u64,
+    next_cid: u64,
+    rng: u64,
+    completions: Vec<Completion>,
+    now: Instant,
+    next_tick: Instant,
+    shutting_down: Option<Instant>,
+    accepting: bool,
+}
+
+/// The option values the shard reads per connection or per message.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    pub max_pending: usize,
+    pub max_connections: usize,
+    pub max_subscriptions: usize,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub write_deadline: Duration,
+    pub trace: bool,
+}
+
+impl Shard {
+    /// Builds the shard's ring and arms its listener and wake-up. Runs on the shard's thread.
+    pub fn new(
+        id: ShardId,
+        shared: Arc<Shared>,
+        mesh: Mesh,
+        waker: Arc<Waker>,
+        listener: RawFd,
+    ) -> std::io::Result<Shard> {
+        let reactor = Reactor::new(RECV_BUFFERS, RECV_BUFFER_LEN)?;
+        let (limits, opts_generation) = shared.limits();
+        let now = Instant::now();
+        let peers = shared.shard_count;
+        let seed =
+            (now.elapsed().as_nanos() as u64) ^ (u64::from(id.0) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+        let mut shard = Shard {
+            id,
+            shared,
+            reactor,
+            mesh,
+            waker,
+            wake_buf: Box::new(0),
+            listener,
+            conns: Slab::new(),
+            subs: Slab::new(),
+            accounts: vec![AccountIndex::new()],
+            local_interest: AHashMap::new(),
+            dirty: Vec::new(),
+            to_close: Vec::new(),
+            expired: Vec::new(),
+            forward: vec![Vec::new(); peers],
+            barrier_next: 1,
+            barrier_pending: false,
+            acked: vec![0; peers],
+            pong_waiters: Vec::new(),
+            limits,
+            opts_generation,
+            next_cid: 1,
+            rng: seed | 1,
+            completions: Vec::with_capacity(1024),
+            now,
+            next_tick: now + TICK,
+            shutting_down: None,
+            accepting: true,
+        };
+        shard.reactor.push_accept(listener);
+        shard.arm_wake();
+        Ok(shard)
+    }
+
+    /// The event loop: one turn = reap completions, drain the mesh, run due timers, flush
+    /// output, then one `io_uring_enter` that submits and waits.
+    pub fn run(&mut self) -> std::io::Result<()> {
+        loop {
+            self.now = Instant::now();
+            self.reactor.reap(&mut self.completions);
+            let completions = std::mem::take(&mut self.completions);
+            for c in &completions {
+                self.on_completion(*c);
+            }
+            self.completions = completions;
+            self.reactor.publish_buffers();
+            self.drain_mesh();
+            if self.now >= self.next_tick {
+                self.next_tick = self.now + TICK;
+                self.on_tick();
+            }
+            self.flush_dirty();
+            let backlog = self.flush_mesh();
+            if self.is_finished() {
+                return Ok(());
+            }
+            let timeout = if backlog {
+                Some(Duration::from_micros(50))
+            } else {
+                Some(self.next_tick.saturating_duration_since(Instant::now()))
+            };
+            self.waker.prepare_sleep();
+            let timeout = if self.mesh.has_incoming() {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+            self.reactor.submit_and_wait(timeout)?;
+            self.waker.awake();
+        }
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        match c.kind {
+            OpKind::Accept => self.on_accept(c),
+            OpKind::Recv => self.on_recv(c),
+            OpKind::Send => self.on_send(c),
+            OpKind::Wake => self.arm_wake(),
+            OpKind::Cancel => {}
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        // SAFETY: `wake_buf` is boxed and lives as long as the shard, whose ring is dropped
+        // with it; only the kernel writes it while the read is armed.
+        unsafe { self.reactor.push_wake_read(self.waker.eventfd(), buf) };
+    }
+
+    // ---- accept ------------------------------------------------------------------------
+
+    fn on_accept(&mut self, c: Completion) {
+        if !c.has_more() && self.accepting {
+            self.reactor.push_accept(self.listener);
+        }
+        if c.result < 0 {
+            let err = std::io::Error::from_raw_os_error(-c.result);
+            if c.result != -libc::ECANCELED {
+                tracing::warn!(shard = self.id.0, %err, "accept failed");
+            }
+            return;
+        }
+        let fd = c.result;
+        if self.shutting_down.is_some() {
+            close_fd(fd);
+            return;
+        }
+        self.accept_conn(fd);
+    }
+
+    fn accept_conn(&mut self, fd: RawFd) {
+        set_nodelay(fd);
+        let peer = peer_addr(fd).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let cid = self.next_cid * self.shared.shard_count as u64 + u64::from(self.id.0);
+        self.next_cid += 1;
+        let limits = ParserLimits {
+            max_control_line: self.limits.max_control_line,
+            max_payload: self.limits.max_payload,
+        };
+        let conn = Conn::new(fd, cid, peer, limits, self.now, self.limits.ping_interval);
+        let slot = self.conns.insert(conn) as u32;
+        let over_limit = !self.shared.try_add_connection(self.limits.max_connections);
+        let info = self.shared.info_json(cid, &peer, self.limits.max_payload);
+        let conn = &mut self.conns[slot as usize];
+        encode::info(conn.out.pending_mut(), &info);
+        mark_dirty(&mut self.dirty, conn, slot);
+        conn.recv_armed = true;
+        self.reactor.push_recv(fd, slot);
+        if over_limit {
+            // nats-server sends INFO first, then the error (createClient / maxConnExceeded).
+            tracing::warn!("{} - cid:{} - maximum connections exceeded", peer, cid);
+            self.conns[slot as usize].close_reason = Some(CloseReason::MaxConnectionsExceeded);
+            // The connection was never counted, so `detach` must not uncount it.
+            self.close_with_error(
+                slot,
+                "maximum connections exceeded",
+                CloseReason::MaxConnectionsExceeded,
+            );
+            return;
+        }
+        tracing::debug!(
+            shard = self.id.0,
+            "{} - cid:{} - Client connection created",
+            peer,
+            cid
+        );
+    }
+
+    // ---- receive -----------------------------------------------------------------------
+
+    fn on_recv(&mut self, c: Completion) {
+        let slot = c.slot;
+        let more = c.has_more();
+        let buffer = c.buffer_id();
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            if let Some(id) = buffer {
+                self.reactor.reclaim(id);
+            }
+            return;
+        };
+        if !more {
+            conn.recv_armed = false;
+        }
+        if c.result > 0 {
+            if let Some(id) = buffer {
+                // SAFETY: the buffer is ours until `reclaim` below; nothing reclaims it earlier.
+                let data = unsafe { self.reactor.buffer_detached(id, c.result as usize) };
+                self.on_data(slot, data);
+                self.reactor.reclaim(id);
+            }
+        } else if let Some(id) = buffer {
+            self.reactor.reclaim(id);
+        }
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let draining = matches!(conn.state, ConnState::Draining { .. });
+        match c.result {
+            // A draining connection still owes its error line; the send decides its end.
+            r if r <= 0 && draining && r != -libc::ENOBUFS => {}
+            0 => self.close(slot, CloseReason::ClientClosed),
+            r if r < 0 && r != -libc::ENOBUFS && r != -libc::ECANCELED => {
+                self.close(slot, CloseReason::ReadError)
+            }
+            _ => {
+                if !more && conn.state != ConnState::Closing {
+                    // Multishot recv ended (out of buffers, or the kernel's choice): re-arm.
+                    conn.recv_armed = true;
+                    self.reactor.push_recv(conn.fd, slot);
+                }
+            }
+        }
+        self.maybe_release(slot);
+    }
+
+    fn on_data(&mut self, slot: u32, data: &[u8]) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.is_open() {
+            return;
+        }
+        conn.last_activity = self.now;
+        if conn.rbuf.is_empty() {
+            // Fast path: parse straight out of the kernel's buffer, keep only the tail.
+            let used = self.process_input(slot, data);
+            if let Some(conn) = self.conns.get_mut(slot as usize).filter(|c| c.is_open()) {
+                conn.rbuf.extend_from_slice(&data[used..]);
+                reserve_for_pending_op(conn);
+            }
+            return;
+        }
+        conn.rbuf.extend_from_slice(data);
+        let buf = std::mem::take(&mut conn.rbuf);
+        let used = self.process_input(slot, &buf);
+        let mut buf = buf;
+        buf.drain(..used);
+        if buf.capacity() > RECV_BUFFER_LEN * 2 && buf.len() < RECV_BUFFER_LEN {
+            buf.shrink_to(RECV_BUFFER_LEN);
+        }
+        if let Some(conn) = self.conns.get_mut(slot as usize) {
+            conn.rbuf = buf;
+            reserve_for_pending_op(conn);
+        }
+    }
+
+    /// Parses and runs every complete op in `data`; returns the bytes consumed.
+    fn process_input(&mut self, slot: u32, data: &[u8]) -> usize {
+        let mut used = 0;
+        loop {
+            let conn = &mut self.conns[slot as usize];
+            if !conn.is_open() {
+                return used;
+            }
+            match conn.parser.parse(&data[used..]) {
+                Ok(Some((op, n))) => {
+                    used += n;
+                    if self.limits.trace {
+                        tasks::trace_op(&self.conns[slot as usize], &op);
+                    }
+                    self.on_op(slot, op);
+                    self.after_op();
+                }
+                Ok(None) => return used,
+                Err(err) => {
+                    let conn = &self.conns[slot as usize];
+                    tracing::debug!(
+                        "{} - cid:{} - Client parser ERROR: {:?}",
+                        conn.peer,
+                        conn.cid,
+                        err
+                    );
+                    match err.err_line() {
+                        Some(line) => {
+                            let conn = &mut self.conns[slot as usize];
+                            conn.out.pending_mut().extend_from_slice(line);
+                            self.drain_then_close(slot, CloseReason::ParseError);
+                        }
+                        None => self.close(slot, CloseReason::ParseError),
+                    }
+                    return used;
+                }
+            }
+        }
+    }
+
+    /// Work deferred out of the delivery loop: slow consumers and expired subscriptions.
+    fn after_op(&mut self) {
+        while let Some(key) = self.expired.pop() {
+            if self.subs.contains(key.0 as usize) {
+                self.remove_sub(key);
+            }
+        }
+        while let Some((slot, reason)) = self.to_close.pop() {
+            self.close(slot, reason);
+        }
+    }
+
+    fn on_op(&mut self, slot: u32, op: Op<'_>) {
+        match op {
+            Op::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.on_pub(
+                slot,
+                Published {
+                    subject,
+                    reply,
+                    headers: &[],
+                    payload,
+                },
+            ),
+            Op::Hpub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if !self.conns[slot as usize].flags.headers {
+                    // nats-server closes without -ERR (processHeaderPub).
+                    self.close(slot, CloseReason::ProtocolViolation);
+                    return;
+                }
+                self.on_pub(
+                    slot,
+                    Published {
+                        subject,
+                        reply,
+                        headers,
+                        payload,
+                    },
+                )
+            }
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.on_sub(slot, subject, queue, sid),
+            Op::Unsub { sid, max } => self.on_unsub(slot, sid, max),
+            Op::Ping => self.on_ping(slot),
+            Op::Pong => self.conns[slot as usize].pings_out = 0,
+            Op::Connect { json } => self.on_connect(slot, json),
+            Op::Ok => {}
+            Op::Info { json } => {
+                // Ignored when it is a JSON object or null; anything else closes silently.
+                if crate::protocol::check_client_info(json).is_err() {
+                    self.close(slot, CloseReason::ProtocolViolation);
+                }
+            }
+            // nats-server logs a client's -ERR and closes the connection.
+            Op::Err { .. } => self.close(slot, CloseReason::ClientClosed),
+        }
+    }
+
+    // ---- publish (hot) -------------------------------------------------------------------
+
+    fn on_pub(&mut self, slot: u32, msg: Published<'_>) {
+        let conn = &mut self.conns[slot as usize];
+        let flags = conn.flags;
+        if flags.pedantic && !crate::subject::is_valid_literal(msg.subject) {
+            // nats-server 2.9.10 sends the error and still delivers the message.
+            self.send_err(slot, "Invalid Publish Subject");
+        }
+        self.ok_if_verbose(slot);
+        let account = self.conns[slot as usize].account;
+        let echo_skip = if flags.echo { None } else { Some(slot) };
+        let Shard {
+            accounts,
+            subs,
+            conns,
+            dirty,
+            to_close,
+            expired,
+            ..
+        } = self;
+        let index = &mut accounts[account as usize];
+        let local = index.local.matches(msg.subject);
+        let has_peers = self.mesh.peer_count() > 0;
+        let remote = if has_peers {
+            Some(index.remote.matches(msg.subject))
+        } else {
+            None
+        };
+        let has_interest = !local.is_empty() || remote.is_some_and(|r| !r.is_empty());
+        let mut out = Delivery {
+            conns,
+            subs,
+            dirty,
+            to_close,
+            expired,
+            limits: &self.limits,
+        };
+        for &key in &local.plain {
+            out.deliver_one(key, &msg, echo_skip);
+        }
+        let mut picks = QueuePicks::new();
+        for group in &local.queues {
+            let remote_members = remote
+                .and_then(|r| r.queues.iter().find(|g| g.name == group.name))
+                .map_or(&[][..], |g| &g.members[..]);
+            // One draw over local members and remote shards, so a group spread over shards
+            // is served by all of them (a remote shard counts as one candidate).
+            let choice = (next_random(&mut self.rng)
+                % (group.members.len() + remote_members.len()) as u64)
+                as usize;
+            match choice.checked_sub(group.members.len()) {
+                None => {
+                    out.deliver_queue(&group.members, choice, &msg, echo_skip);
+                }
+                Some(r) => picks.push((remote_members[r], &group.name)),
+            }
+        }
+        if let Some(remote) = remote.filter(|r| !r.is_empty()) {
+            for group in &remote.queues {
+                if local.queues.iter().any(|g| g.name == group.name) {
+                    continue;
+                }
+                let choice = (next_random(&mut self.rng) % group.members.len() as u64) as usize;
+                picks.push((group.members[choice], &group.name));
+            }
+            forward_to_peers(&remote.plain, &picks, &mut self.forward, account, &msg);
+        }
+        drop(picks);
+        if has_peers {
+            self.flush_large_batches();
+        }
+        if !has_interest && flags.no_responders && !msg.reply.is_empty() {
+            self.send_no_responders(slot, msg.reply);
+        }
+    }
+
+    /// Sends the 503 status message to the publisher's own subscription on its reply subject
+    /// (nats-server `sendNoResponders`... via processInboundClientMsg).
+    fn send_no_responders(&mut self, slot: u32, reply: &[u8]) {
+        let Shard {
+            accounts,
+            subs,
+            conns,
+            dirty,
+            ..
+        } = self;
+        let account = conns[slot as usize].account;
+        let matches = accounts[account as usize].local.matches(reply);
+        let conn = &mut conns[slot as usize];
+        for key in matches
+            .plain
+            .iter()
+            .chain(matches.queues.iter().flat_map(|q| q.members.iter()))
+        {
+            let sub = &subs[key.0 as usize];
+            if sub.conn != slot {
+                continue;
+            }
+            encode::hmsg(
+                conn.out.pending_mut(),
+                reply,
+                &sub.sid,
+                b"",
+                encode::NO_RESPONDERS_HEADER,
+                b"",
+            );
+            mark_dirty(dirty, conn, slot);
+            return;
+        }
+    }
+
+    fn flush_large_batches(&mut self) {
+        for (peer, batch) in self.forward.iter_mut().enumerate() {
+            if batch.len() >= FORWARD_BATCH_BYTES_MAX {
+                let full = std::mem::take(batch);
+                if !self
+                    .mesh
+                    .send(ShardId(peer as u16), ShardMsg::Messages(full))
+                {
+                    tracing::warn!(
+                        shard = self.id.0,
+                        peer,
+                        "cross-shard backlog full; messages dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    // ---- mesh ----------------------------------------------------------------------------
+
+    fn drain_mesh(&mut self) {
+        if self.mesh.peer_count() == 0 {
+            return;
+        }
+        let mut inbox = Vec::new();
+        self.mesh
+            .drain(MESH_DRAIN_MAX, |from, msg| inbox.push((from, msg)));
+        for (from, msg) in inbox {
+            self.on_shard_msg(from, msg);
+        }
+    }
+
+    fn on_shard_msg(&mut self, from: ShardId, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Messages(batch) => self.on_forwarded(&batch),
+            ShardMsg::Interest {
+                account,
+                filter,
+                queue,
+                add,
+            } => {
+                self.ensure_account(account);
+                let remote = &mut self.accounts[account as usize].remote;
+                if add {
+                    remote.insert(&filter, queue.as_deref(), from);
+                } else {
+                    remote.remove(&filter, queue.as_deref(), from);
+                }
+            }
+            ShardMsg::InterestBarrier { seq } => {
+                self.mesh.send(from, ShardMsg::InterestAck { seq });
+            }
+            ShardMsg::InterestAck { seq } => {
+                let acked = &mut self.acked[usize::from(from.0)];
+                *acked = (*acked).max(seq);
+                self.release_pongs();
+            }
+        }
+    }
+
+    fn on_forwarded(&mut self, batch: &[u8]) {
+        for fwd in forward::Decoder::new(batch) {
+            let Some(index) = self.accounts.get_mut(fwd.account as usize) else {
+                continue;
+            };
+            let local = index.local.matches(fwd.msg.subject);
+            if local.is_empty() {
+                continue;
+            }
+            let mut out = Delivery {
+                conns: &mut self.conns,
+                subs: &mut self.subs,
+                dirty: &mut self.dirty,
+                to_close: &mut self.to_close,
+                expired: &mut self.expired,
+                limits: &self.limits,
+            };
+            out.deliver_forwarded(local, &fwd, &mut self.rng);
+            self.after_op();
+        }
+    }
+
+    /// Hands this turn's batches and barrier to the mesh; returns whether a backlog remains.
+    fn flush_mesh(&mut self) -> bool {
+        if self.mesh.peer_count() == 0 {
+            return false;
+        }
+        for (peer, batch) in self.forward.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                let full = std::mem::take(batch);
+                if !self
+                    .mesh
+                    .send(ShardId(peer as u16), ShardMsg::Messages(full))
+                {
+                    tracing::warn!(
+                        shard = self.id.0,
+                        peer,
+                        "cross-shard backlog full; messages dropped"
+                    );
+                }
+            }
+        }
+        if self.barrier_pending {
+            self.barrier_pending = false;
+            let seq = self.barrier_next;
+            self.barrier_next += 1;
+            let peers: Vec<ShardId> = self.mesh.peers().collect();
+            for peer in peers {
+                self.mesh.send(peer, ShardMsg::InterestBarrier { seq });
+            }
+        }
+        self.mesh.flush()
+    }
+
+    fn ensure_account(&mut self, account: u32) {
+        while self.accounts.len() <= account as usize {
+            self.accounts.push(AccountIndex::new());
+        }
+    }
+
+    // ---- output --------------------------------------------------------------------------
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.state == ConnState::Closing {
+                continue;
+            }
+            if let Some(region) = conn.out.start_send(self.now) {
+                // SAFETY: the region points into the connection's in-flight half, which
+                // `OutBuf` keeps unchanged until `on_send` handles the completion.
+                unsafe {
+                    self.reactor
+                        .push_send(conn.fd, slot, region.ptr, region.len)
+                };
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        // Keep the allocation; anything marked dirty during the loop above is kept too.
+        dirty.append(&mut self.dirty);
+        self.dirty = dirty;
+    }
+
+    fn on_send(&mut self, c: Completion) {
+        let slot = c.slot;
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if c.result < 0 || conn.state == ConnState::Closing {
+            conn.out.abort_send();
+            if c.result < 0 {
+                self.close(slot, CloseReason::WriteError);
+            }
+            self.maybe_release(slot);
+            return;
+        }
+        if let Some(region) = conn.out.complete(c.result as usize, self.now) {
+            // SAFETY: as in `flush_dirty`.
+            unsafe {
+                self.reactor
+                    .push_send(conn.fd, slot, region.ptr, region.len)
+            };
+        } else if let ConnState::Draining { .. } = conn.state {
+            self.shutdown_socket(slot);
+        }
+    }
+
+    // ---- closing ---------------------------------------------------------------------------
+
+    /// Sends `-ERR '<text>'` and keeps the connection open.
+    fn send_err(&mut self, slot: u32, text: &str) {
+        let conn = &mut self.conns[slot as usize];
+        encode::err(conn.out.pending_mut(), text);
+        mark_dirty(&mut self.dirty, conn, slot);
+    }
+
+    /// Sends `-ERR '<text>'`, then closes once it is written.
+    fn close_with_error(&mut self, slot: u32, text: &str, reason: CloseReason) {
+        let conn = &mut self.conns[slot as usize];
+        encode::err(conn.out.pending_mut(), text);
+        self.drain_then_close(slot, reason);
+    }
+
+    fn drain_then_close(&mut self, slot: u32, reason: CloseReason) {
+        let conn = &mut self.conns[slot as usize];
+        if !conn.is_open() {
+            return;
+        }
+        self.detach(slot, reason);
+        let conn = &mut self.conns[slot as usize];
+        conn.state = ConnState::Draining {
+            deadline: self.now + DRAIN_TIMEOUT,
+        };
+        if conn.out.is_empty() {
+            self.shutdown_socket(slot);
+        } else {
+            mark_dirty(&mut self.dirty, conn, slot);
+        }
+    }
+
+    /// Closes now, dropping unsent output (slow consumers, read errors, client EOF).
+    fn close(&mut self, slot: u32, reason: CloseReason) {
+        let Some(conn) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        if conn.is_open() {
+            self.detach(slot, reason);
+        }
+        self.shutdown_socket(slot);
+    }
+
+    /// Removes the connection from every index and logs why it goes.
+    fn detach(&mut self, slot: u32, reason: CloseReason) {
+        let conn = &mut self.conns[slot as usize];
+        let counted = conn.close_reason != Some(CloseReason::MaxConnectionsExceeded);
+        conn.close_reason = Some(reason);
+        tasks::log_close(conn, reason, &self.limits);
+        let keys: Vec<SubKey> = conn.subs.values().copied().collect();
+        conn.held_acks = Vec::new();
+        for key in keys {
+            self.remove_sub(key);
+        }
+        if counted {
+            self.shared.remove_connection();
+        }
+    }
+
+    fn shutdown_socket(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        conn.state = ConnState::Closing;
+        // SAFETY-free: plain syscall on a descriptor we own; ends the armed recv with EOF.
+        shutdown_fd(conn.fd);
+        if conn.recv_armed {
+            self.reactor.push_cancel_fd(conn.fd, slot);
+        }
+        self.maybe_release(slot);
+    }
+
+    /// Frees the slot once the kernel holds nothing of it.
+    fn maybe_release(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if conn.state != ConnState::Closing || conn.outstanding_ops() > 0 {
+            return;
+        }
+        close_fd(conn.fd);
+        conn.out.release();
+        self.conns.remove(slot as usize);
+    }
+
+    fn is_finished(&self) -> bool {
+        match self.shutting_down {
+            Some(deadline) => self.conns.is_empty() || self.now >= deadline,
+            None => false,
+        }
+    }
+}
+
+/// Everything delivery writes to, borrowed apart from the indexes it reads.
+struct Delivery<'a> {
+    conns: &'a mut Slab<Conn>,
+    subs: &'a mut Slab<Subscription>,
+    dirty: &'a mut Vec<u32>,
+    to_close: &'a mut Vec<(u32, CloseReason)>,
+    expired: &'a mut Vec<SubKey>,
+    limits: &'a Limits,
+}
+
+impl Delivery<'_> {
+    fn deliver_forwarded(
+        &mut self,
+        matches: &Matches<SubKey>,
+        fwd: &forward::Forwarded<'_>,
+        rng: &mut u64,
+    ) {
+        if fwd.plain {
+            for &key in &matches.plain {
+                self.deliver_one(key, &fwd.msg, None);
+            }
+        }
+        for name in fwd.queues() {
+            if let Some(group) = matches.queues.iter().find(|g| &*g.name == name) {
+                let start = (next_random(rng) % group.members.len() as u64) as usize;
+                self.deliver_queue(&group.members, start, &fwd.msg, None);
+            }
+        }
+    }
+
+    /// Delivers to one member of a queue group, starting at `start` and moving on past
+    /// members that cannot take the message (echo off, closing, at their UNSUB max).
+    fn deliver_queue(
+        &mut self,
+        members: &[SubKey],
+        start: usize,
+        msg: &Published<'_>,
+        echo_skip: Option<u32>,
+    ) -> bool {
+        for i in 0..members.len() {
+            let key = members[(start + i) % members.len()];
+            if self.deliver_one(key, msg, echo_skip) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[inline]
+    fn deliver_one(&mut self, key: SubKey, msg: &Published<'_>, echo_skip: Option<u32>) -> bool {
+        let Some(sub) = self.subs.get_mut(key.0 as usize) else {
+            return false;
+        };
+        if Some(sub.conn) == echo_skip {
+            return false;
+        }
+        if let Some(max) = sub.max {
+            if sub.delivered >= max {
+                return false;
+            }
+        }
+        let slot = sub.conn;
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return false;
+        };
+        if !conn.is_open() {
+            return false;
+        }
+        let out = conn.out.pending_mut();
+        if msg.headers.is_empty() {
+            encode::msg(out, msg.subject, &sub.sid, msg.reply, msg.payload);
+        } else if conn.flags.headers {
+            encode::hmsg(
+                out,
+                msg.subject,
+                &sub.sid,
+                msg.reply,
+                msg.headers,
+                msg.payload,
+            );
+        } else {
+            // A client without header support gets the payload alone (nats-server strips).
+            encode::msg(out, msg.subject, &sub.sid, msg.reply, msg.payload);
+        }
+        sub.delivered += 1;
+        if sub.max.is_some_and(|max| sub.delivered >= max) {
+            self.expired.push(key);
+        }
+        if conn.out.pending_bytes() > self.limits.max_pending {
+            self.to_close
+                .push((slot, CloseReason::SlowConsumerPendingBytes));
+        }
+        mark_dirty(self.dirty, conn, slot);
+        true
+    }
+}
+
+/// Queue groups assigned to remote shards for one message: (shard, queue name).
+type QueuePicks<'a> = smallvec::SmallVec<[(ShardId, &'a std::rc::Rc<[u8]>); 4]>;
+
+/// Adds this message once to the batch of every peer shard that has plain interest or was
+/// picked for a queue group.
+fn forward_to_peers(
+    plain: &[ShardId],
+    picks: &QueuePicks<'_>,
+    batches: &mut [Vec<u8>],
+    account: u32,
+    msg: &Published<'_>,
+) {
+    let mut plain_mask: u64 = 0;
+    for shard in plain {
+        plain_mask |= 1 << shard.0;
+    }
+    let mut targets = plain_mask;
+    for (shard, _) in picks {
+        targets |= 1 << shard.0;
+    }
+    let mut names: smallvec::SmallVec<[&[u8]; 4]> = smallvec::SmallVec::new();
+    while targets != 0 {
+        let shard = targets.trailing_zeros() as u16;
+        targets &= targets - 1;
+        names.clear();
+        names.extend(
+            picks
+                .iter()
+                .filter(|(s, _)| s.0 == shard)
+                .map(|(_, n)| &***n),
+        );
+        let plain = plain_mask & (1 << shard) != 0;
+        forward::encode(
+            &mut batches[usize::from(shard)],
+            account,
+            msg,
+            plain,
+            &names,
+        );
+    }
+}
+
+#[inline]
+fn mark_dirty(dirty: &mut Vec<u32>, conn: &mut Conn, slot: u32) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(slot);
+    }
+}
+
+/// xorshift64: queue member choice needs spread, not cryptographic strength.
+#[inline]
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
+/// Grows the read buffer once for a large payload instead of doubling repeatedly.
+fn reserve_for_pending_op(conn: &mut Conn) {
+    if let Some(needed) = conn.parser.bytes_needed() {
+        if needed > conn.rbuf.capacity() {
+            let extra = needed - conn.rbuf.len();
+            conn.rbuf.reserve_exact(extra);
+        }
+    }
+}
+
+fn set_nodelay(fd: RawFd) {
+    let fd = BorrowedFdRef(fd);
+    let sock = socket2::SockRef::from(&fd);
+    let _ = sock.set_nodelay(true);
+}
+
+fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    let fd = BorrowedFdRef(fd);
+    let sock = socket2::SockRef::from(&fd);
+    sock.peer_addr().ok().and_then(|a| a.as_socket())
+}
+
+/// Lets socket2 borrow a raw descriptor the shard owns.
+struct BorrowedFdRef(RawFd);
+
+impl std::os::fd::AsFd for BorrowedFdRef {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the shard keeps the descriptor open for as long as the reference is used
+        // (the borrow ends within the calling function, before any close).
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+fn shutdown_fd(fd: RawFd) {
+    // SAFETY: plain syscall on a descriptor the shard owns.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+fn close_fd(fd: RawFd) {
+    // SAFETY: the shard owns the descriptor and no kernel operation refers to it any more.
+    unsafe { libc::close(fd) };
+}

@@ -1,0 +1,235 @@
+//! Per-connection control ops on a shard: CONNECT, SUB, UNSUB, PING, and the interest
+//! bookkeeping that keeps other shards' replicas of our subscriptions current.
+//!
+//! Cold: these run per control op, not per message, and may allocate.
+//! Invariant: a shard sends `Interest { add }` to its peers exactly when its local count of
+//! subscriptions for (account, filter, queue) goes 0 → 1, and `add: false` on 1 → 0.
+
+use crate::conn::{CloseReason, ConnFlags};
+use crate::protocol::connect::{ConnectOptions, validate};
+use crate::protocol::encode;
+use crate::shard::mesh::ShardMsg;
+use crate::shard::{Shard, SubKey, Subscription, mark_dirty};
+
+impl Shard {
+    pub(super) fn on_connect(&mut self, slot: u32, json: &[u8]) {
+        let conn = &mut self.conns[slot as usize];
+        // A CONNECT applies on top of the connection's current options (nats-server
+        // unmarshals into the existing `clientOpts`, whose defaults are verbose and pedantic on).
+        let mut opts = ConnectOptions {
+            verbose: conn.flags.verbose,
+            pedantic: conn.flags.pedantic,
+            echo: conn.flags.echo,
+            headers: conn.flags.headers,
+            no_responders: conn.flags.no_responders,
+            ..ConnectOptions::default()
+        };
+        let checked = opts.apply_json(json).and_then(|()| validate(&opts));
+        if let Err(err) = checked {
+            tracing::debug!("{} - cid:{} - CONNECT refused: {err}", conn.peer, conn.cid);
+            let reason = CloseReason::ProtocolViolation;
+            match err.err_line() {
+                Some(line) => {
+                    conn.out.pending_mut().extend_from_slice(line);
+                    self.drain_then_close(slot, reason);
+                }
+                None => self.close(slot, reason),
+            }
+            return;
+        }
+        conn.flags = ConnFlags {
+            verbose: opts.verbose,
+            pedantic: opts.pedantic,
+            echo: opts.echo,
+            headers: opts.headers,
+            no_responders: opts.no_responders,
+        };
+        conn.parser.set_headers(opts.headers);
+        conn.connected = true;
+        conn.name = opts.name;
+        conn.lang = opts.lang;
+        conn.version = opts.version;
+        self.ok_if_verbose(slot);
+    }
+
+    pub(super) fn on_sub(&mut self, slot: u32, filter: &[u8], queue: &[u8], sid: &[u8]) {
+        if !crate::subject::is_valid_filter(filter)
+            || (!queue.is_empty() && !crate::subject::is_valid_queue(queue))
+        {
+            self.send_err(slot, "Invalid Subject");
+            return;
+        }
+        let conn = &mut self.conns[slot as usize];
+        if conn.subs.contains_key(sid) {
+            // A duplicate sid is ignored (nats-server processSub keeps the first).
+            self.ok_if_verbose(slot);
+            return;
+        }
+        if self.limits.max_subscriptions > 0 && conn.subs.len() >= self.limits.max_subscriptions {
+            self.send_err(slot, "maximum subscriptions exceeded");
+            return;
+        }
+        let account = conn.account;
+        let queue = (!queue.is_empty()).then(|| Box::<[u8]>::from(queue));
+        let sub = Subscription {
+            conn: slot,
+            account,
+            sid: sid.into(),
+            filter: filter.into(),
+            queue: queue.clone(),
+            max: None,
+            delivered: 0,
+        };
+        let key = SubKey(self.subs.insert(sub) as u32);
+        self.conns[slot as usize].subs.insert(sid.into(), key);
+        self.accounts[account as usize]
+            .local
+            .insert(filter, queue.as_deref(), key);
+        self.interest_changed(account, filter, queue.as_deref(), true);
+        // The barrier that covers this SUB: the one this turn will send, or the last one sent
+        // (an earlier SUB of the same key may still be unacknowledged).
+        let seq = if self.barrier_pending {
+            self.barrier_next
+        } else {
+            self.barrier_next - 1
+        };
+        self.conns[slot as usize].interest_seq = seq;
+        self.ok_if_verbose(slot);
+    }
+
+    pub(super) fn on_unsub(&mut self, slot: u32, sid: &[u8], max: Option<u64>) {
+        let conn = &self.conns[slot as usize];
+        if let Some(&key) = conn.subs.get(sid) {
+            let sub = &mut self.subs[key.0 as usize];
+            match max {
+                Some(max) if sub.delivered < max => sub.max = Some(max),
+                _ => self.remove_sub(key),
+            }
+        }
+        self.ok_if_verbose(slot);
+    }
+
+    /// Answers PING, holding the PONG back while peers have not yet acknowledged interest
+    /// changes this connection made (DESIGN.md invariant 5: flush means visible).
+    pub(super) fn on_ping(&mut self, slot: u32) {
+        self.send_ack(slot, encode::PONG);
+    }
+
+    /// Sends `+OK` in verbose mode, held back like a PONG (the `+OK` after a SUB also means
+    /// the subscription is visible everywhere).
+    pub(super) fn ok_if_verbose(&mut self, slot: u32) {
+        if self.conns[slot as usize].flags.verbose {
+            self.send_ack(slot, encode::OK);
+        }
+    }
+
+    fn send_ack(&mut self, slot: u32, line: &'static [u8]) {
+        let needed = self.conns[slot as usize].interest_seq;
+        let acked = self.acked_everywhere();
+        let conn = &mut self.conns[slot as usize];
+        if needed > acked || !conn.held_acks.is_empty() {
+            if conn.held_acks.is_empty() {
+                self.pong_waiters.push(slot);
+            }
+            conn.held_acks.push(line);
+            return;
+        }
+        conn.out.pending_mut().extend_from_slice(line);
+        mark_dirty(&mut self.dirty, conn, slot);
+    }
+
+    /// The highest barrier every peer has acknowledged.
+    fn acked_everywhere(&self) -> u64 {
+        let mut min = u64::MAX;
+        for peer in self.mesh.peers() {
+            min = min.min(self.acked[usize::from(peer.0)]);
+        }
+        min
+    }
+
+    /// Sends the acknowledgements held for connections whose interest is now everywhere.
+    pub(super) fn release_pongs(&mut self) {
+        if self.pong_waiters.is_empty() {
+            return;
+        }
+        let acked = self.acked_everywhere();
+        let mut waiters = std::mem::take(&mut self.pong_waiters);
+        waiters.retain(|&slot| {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                return false;
+            };
+            if conn.held_acks.is_empty() {
+                return false;
+            }
+            if conn.interest_seq > acked {
+                return true;
+            }
+            for line in conn.held_acks.drain(..) {
+                conn.out.pending_mut().extend_from_slice(line);
+            }
+            mark_dirty(&mut self.dirty, conn, slot);
+            false
+        });
+        self.pong_waiters = waiters;
+    }
+
+    pub(super) fn remove_sub(&mut self, key: SubKey) {
+        let sub = self.subs.remove(key.0 as usize);
+        if let Some(conn) = self.conns.get_mut(sub.conn as usize) {
+            conn.subs.remove(&sub.sid);
+        }
+        let index = &mut self.accounts[sub.account as usize].local;
+        index.remove(&sub.filter, sub.queue.as_deref(), key);
+        self.interest_changed(sub.account, &sub.filter, sub.queue.as_deref(), false);
+    }
+
+    fn interest_changed(&mut self, account: u32, filter: &[u8], queue: Option<&[u8]>, add: bool) {
+        if self.mesh.peer_count() == 0 {
+            return;
+        }
+        let key = interest_key(account, filter, queue);
+        let announce = if add {
+            let count = self.local_interest.entry(key).or_insert(0);
+            *count += 1;
+            *count == 1
+        } else {
+            match self.local_interest.get_mut(&key) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.local_interest.remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !announce {
+            return;
+        }
+        let peers: Vec<_> = self.mesh.peers().collect();
+        for peer in peers {
+            let msg = ShardMsg::Interest {
+                account,
+                filter: filter.into(),
+                queue: queue.map(Into::into),
+                add,
+            };
+            self.mesh.send(peer, msg);
+        }
+        self.barrier_pending = true;
+    }
+}
+
+/// The key of `Shard::local_interest`: account, filter and queue in one buffer.
+fn interest_key(account: u32, filter: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + filter.len() + 1 + queue.map_or(0, <[u8]>::len));
+    key.extend_from_slice(&account.to_ne_bytes());
+    key.extend_from_slice(filter);
+    if let Some(q) = queue {
+        key.push(b' ');
+        key.extend_from_slice(q);
+    }
+    key
+}

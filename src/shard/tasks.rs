@@ -1,0 +1,175 @@
+//! The shard's timers and housekeeping: keepalive PINGs, stale connections, write deadlines,
+//! draining closes, option reloads and graceful shutdown; plus the close and trace log lines.
+//!
+//! Cold: `on_tick` runs every `TICK` and walks the connections once; nothing here runs per
+//! message. Deadlines are checked against the turn's `now`, never by cancelling a read.
+
+use std::time::Duration;
+
+use crate::conn::{CloseReason, Conn, ConnState};
+use crate::protocol::{Op, encode};
+use crate::shard::{Limits, Shard, mark_dirty};
+
+/// How long a graceful shutdown waits for output to drain before closing anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+impl Shard {
+    pub(super) fn on_tick(&mut self) {
+        self.check_reload();
+        if self.shared.is_shutting_down() && self.shutting_down.is_none() {
+            self.begin_shutdown();
+        }
+        let now = self.now;
+        let mut stale = Vec::new();
+        let mut slow = Vec::new();
+        let mut expired_drains = Vec::new();
+        let mut pings = Vec::new();
+        for (slot, conn) in self.conns.iter_mut() {
+            let slot = slot as u32;
+            match conn.state {
+                ConnState::Draining { deadline } if now >= deadline => {
+                    expired_drains.push(slot);
+                    continue;
+                }
+                ConnState::Open => {}
+                _ => continue,
+            }
+            if let Some(started) = conn.out.send_started() {
+                if now.duration_since(started) > self.limits.write_deadline {
+                    slow.push(slot);
+                    continue;
+                }
+            }
+            if now < conn.next_ping {
+                continue;
+            }
+            conn.next_ping = now + self.limits.ping_interval;
+            // nats-server processPingTimer: recent inbound activity makes the PING unneeded.
+            if now.duration_since(conn.last_activity) < self.limits.ping_interval {
+                continue;
+            }
+            if conn.pings_out + 1 > self.limits.ping_max {
+                stale.push(slot);
+            } else {
+                conn.pings_out += 1;
+                pings.push(slot);
+            }
+        }
+        for slot in pings {
+            let conn = &mut self.conns[slot as usize];
+            conn.out.pending_mut().extend_from_slice(encode::PING);
+            mark_dirty(&mut self.dirty, conn, slot);
+        }
+        for slot in stale {
+            self.close_with_error(slot, "Stale Connection", CloseReason::StaleConnection);
+        }
+        for slot in slow {
+            self.close(slot, CloseReason::SlowConsumerWriteDeadline);
+        }
+        for slot in expired_drains {
+            self.shutdown_socket(slot);
+        }
+    }
+
+    /// Picks up options changed by a reload (SIGHUP); they apply to new connections, and the
+    /// limits read per message (max_pending, trace) apply at once.
+    fn check_reload(&mut self) {
+        let generation = self.shared.opts_generation();
+        if generation == self.opts_generation {
+            return;
+        }
+        let (limits, generation) = self.shared.limits();
+        self.limits = limits;
+        self.opts_generation = generation;
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = Some(self.now + SHUTDOWN_GRACE);
+        self.accepting = false;
+        self.reactor.push_cancel_fd(self.listener, 0);
+        let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
+        for slot in slots {
+            self.drain_then_close(slot, CloseReason::ServerShutdown);
+        }
+    }
+}
+
+/// Logs a close in nats-server's words (debug for ordinary closes, as nats-server does;
+/// slow consumers and stale connections at info/warn since operators look for them).
+pub(super) fn log_close(conn: &Conn, reason: CloseReason, limits: &Limits) {
+    match reason {
+        CloseReason::SlowConsumerPendingBytes => tracing::info!(
+            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+            conn.peer,
+            conn.cid,
+            limits.max_pending
+        ),
+        CloseReason::SlowConsumerWriteDeadline => tracing::info!(
+            "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
+            conn.peer,
+            conn.cid,
+            limits.write_deadline
+        ),
+        CloseReason::StaleConnection => {
+            tracing::debug!(
+                "{} - cid:{} - Stale Client Connection - Closing",
+                conn.peer,
+                conn.cid
+            )
+        }
+        _ => {}
+    }
+    tracing::debug!(
+        "{} - cid:{} - Client connection closed: {}",
+        conn.peer,
+        conn.cid,
+        reason.describe()
+    );
+}
+
+/// The `-V` protocol trace of one received op, in nats-server's `<<- [OP args]` shape.
+/// CONNECT is traced through `ConnectOptions`' redacting `Debug`, so no secret is printed.
+pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
+    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let line = match op {
+        Op::Connect { json } => {
+            match serde_json::from_slice::<crate::protocol::connect::ConnectOptions>(json) {
+                Ok(opts) => format!("CONNECT {opts:?}"),
+                Err(_) => "CONNECT <malformed>".to_string(),
+            }
+        }
+        Op::Pub {
+            subject,
+            reply,
+            payload,
+        } => {
+            format!("PUB {} {} {}", show(subject), show(reply), payload.len())
+        }
+        Op::Hpub {
+            subject,
+            reply,
+            headers,
+            payload,
+        } => format!(
+            "HPUB {} {} {} {}",
+            show(subject),
+            show(reply),
+            headers.len(),
+            headers.len() + payload.len()
+        ),
+        Op::Sub {
+            subject,
+            queue,
+            sid,
+        } => {
+            format!("SUB {} {} {}", show(subject), show(queue), show(sid))
+        }
+        Op::Unsub { sid, max } => format!("UNSUB {} {:?}", show(sid), max),
+        Op::Ping => "PING".to_string(),
+        Op::Pong => "PONG".to_string(),
+        Op::Info { .. } => "INFO".to_string(),
+        Op::Ok => "+OK".to_string(),
+        Op::Err { text } => format!("-ERR {}", show(text)),
+    };
+    tracing::trace!("{} - cid:{} - <<- [{}]", conn.peer, conn.cid, line);
+}

@@ -1,0 +1,689 @@
+//! Integration-test harness: start the broker, talk to it byte for byte or through async-nats.
+//!
+//! Cold, test-only. `Server` starts the binary under test (`RINGNATS_TEST_SERVER`, else this
+//! crate's `ringnats`) on a free 127.0.0.1 port with a generated config file, waits until it
+//! answers on that port, and kills it on drop (printing its log if the test panicked).
+//! `RawConn` speaks the wire protocol with a deadline on every read, so a test waiting for
+//! something that never comes fails instead of hanging. `Nats` wraps an async-nats client and
+//! counts disconnects, so a test can tell "received everything" from "received everything after
+//! a silent reconnect". Invariant: nothing here sleeps to let time pass; every wait ends on an
+//! observable event or on a deadline.
+
+#![allow(dead_code)] // each test file uses a different subset of the harness
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any single expected event may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server may take to start accepting connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shards passed to ringnats unless a test asks otherwise: 2 so that every test also runs
+/// across shards (connections are spread over both).
+pub const DEFAULT_SHARDS: usize = 2;
+
+/// The broker binary under test.
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("RINGNATS_TEST_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringnats")))
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct ServerOpts {
+    /// Appended to the generated config after the `listen` line.
+    pub config_extra: String,
+    /// `--shards N`, passed only when the binary is ringnats.
+    pub shards: usize,
+    /// Extra command-line arguments after `-c <file>`.
+    pub args: Vec<String>,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            config_extra: String::new(),
+            shards: DEFAULT_SHARDS,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// A running broker process, killed on drop.
+pub struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    is_ringnats: bool,
+    shards: usize,
+}
+
+impl Server {
+    /// Starts the broker with `listen: 127.0.0.1:<free port>` plus `config_extra`.
+    pub fn start(config_extra: &str) -> Server {
+        Server::start_with(ServerOpts {
+            config_extra: config_extra.to_owned(),
+            ..Default::default()
+        })
+    }
+
+    /// Starts the broker with the given options and waits until it answers.
+    pub fn start_with(opts: ServerOpts) -> Server {
+        let bin = server_bin();
+        let is_ringnats = bin.file_name().is_some_and(|name| name == "ringnats");
+        let port = free_port();
+        let dir = unique_dir(port);
+        let conf = dir.join("server.conf");
+        fs::write(
+            &conf,
+            format!("listen: 127.0.0.1:{port}\n{}\n", opts.config_extra),
+        )
+        .expect("write config");
+        let log = File::create(dir.join("server.log")).expect("create log");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c").arg(&conf).args(&opts.args);
+        if is_ringnats {
+            cmd.arg("--shards").arg(opts.shards.to_string());
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let shards = if is_ringnats { opts.shards } else { 1 };
+        let mut server = Server {
+            child,
+            port,
+            dir,
+            is_ringnats,
+            shards,
+        };
+        server.wait_ready();
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// True when the binary under test is ringnats (or the stand-in named so), not nats-server.
+    pub fn is_ringnats(&self) -> bool {
+        self.is_ringnats
+    }
+
+    /// Shard count the server was started with (1 for nats-server).
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The server's combined stdout and stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Panics (with the server log) if the process has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("server exited with {status}; log:\n{}", self.log());
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.assert_alive();
+            if self.answers_with_info() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in {START_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            // Polling a port that is not listening yet: there is no event to wait on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers_with_info(&self) -> bool {
+        let Ok(stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(500))
+        else {
+            return false;
+        };
+        let mut conn = RawConn::from_stream(stream);
+        let ready = conn.try_read_line(Instant::now() + Duration::from_secs(1));
+        let _ = conn.stream.shutdown(Shutdown::Both);
+        matches!(ready, Ok(line) if line.starts_with(b"INFO "))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- server log ({}) ----\n{}",
+                self.dir.display(),
+                self.log()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+fn unique_dir(port: u16) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let seq = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("ringnats-itest-{}-{seq}-{port}", std::process::id());
+    let dir = std::env::temp_dir().join(name);
+    fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Why a read ended without the expected data.
+#[derive(Debug)]
+pub enum ReadEnd {
+    Timeout,
+    Closed(Option<io::Error>),
+}
+
+/// One MSG or HMSG as received.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct RawMsg {
+    pub subject: String,
+    pub sid: String,
+    pub reply: Option<String>,
+    /// Header bytes of an HMSG, `None` for a MSG.
+    pub headers: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// A plain TCP client connection speaking raw protocol bytes.
+pub struct RawConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The INFO line as received, without `\r\n` (empty if not read).
+    pub info_line: Vec<u8>,
+    auto_pong: bool,
+}
+
+impl RawConn {
+    /// Connects and reads the INFO line. Server PINGs are answered automatically.
+    pub fn connect(port: u16) -> RawConn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        RawConn::with_info(stream)
+    }
+
+    /// Like `connect`, with a small kernel receive buffer so that a reader that stops
+    /// reading makes the server's outbound queue grow quickly.
+    pub fn connect_small_rcvbuf(port: u16, rcvbuf_bytes: usize) -> RawConn {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .set_recv_buffer_size(rcvbuf_bytes)
+            .expect("SO_RCVBUF");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(&addr.into()).expect("connect");
+        RawConn::with_info(socket.into())
+    }
+
+    fn with_info(stream: TcpStream) -> RawConn {
+        let mut conn = RawConn::from_stream(stream);
+        let line = conn.read_line();
+        assert!(
+            line.starts_with(b"INFO "),
+            "first line is not INFO: {}",
+            show(&line)
+        );
+        conn.info_line = line;
+        conn
+    }
+
+    fn from_stream(stream: TcpStream) -> RawConn {
+        stream.set_nodelay(true).expect("nodelay");
+        RawConn {
+            stream,
+            buf: Vec::new(),
+            info_line: Vec::new(),
+            auto_pong: true,
+        }
+    }
+
+    /// When on (the default), a `PING` from the server is answered with `PONG` and skipped by
+    /// the read functions. nats-server sends an RTT PING about 2 s after CONNECT.
+    pub fn set_auto_pong(&mut self, on: bool) {
+        self.auto_pong = on;
+    }
+
+    /// The INFO JSON object.
+    pub fn info(&self) -> serde_json::Value {
+        let json = self.info_line.strip_prefix(b"INFO ").expect("INFO prefix");
+        serde_json::from_slice(json).expect("INFO JSON")
+    }
+
+    /// `client_id` from INFO.
+    pub fn client_id(&self) -> u64 {
+        self.info()["client_id"]
+            .as_u64()
+            .expect("client_id in INFO")
+    }
+
+    /// Writes all bytes; panics if the connection is broken.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Writes all bytes, returning the error (for input the server may cut off).
+    pub fn send_lossy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Closes the write half, as a client that has nothing more to say.
+    pub fn shutdown_write(&mut self) {
+        // The server may already have closed; then there is nothing left to shut.
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Sends `CONNECT <json>\r\n`.
+    pub fn send_connect(&mut self, json: &str) {
+        self.send(format!("CONNECT {json}\r\n").as_bytes());
+    }
+
+    /// Reads one line (without `\r\n`) or panics on timeout or close.
+    pub fn read_line(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + TIMEOUT;
+        match self.try_read_line(deadline) {
+            Ok(line) => line,
+            Err(end) => panic!(
+                "expected a line, got {end:?}; buffered: {}",
+                show(&self.buf)
+            ),
+        }
+    }
+
+    /// Reads one line (without `\r\n`) before `deadline`.
+    pub fn try_read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadEnd> {
+        loop {
+            let line = self.read_raw_line(deadline)?;
+            if self.auto_pong && line == b"PING" {
+                self.send(b"PONG\r\n");
+                continue;
+            }
+            return Ok(line);
+        }
+    }
+
+    fn read_raw_line(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadEnd> {
+        loop {
+            if let Some(pos) = memchr::memmem::find(&self.buf, b"\r\n") {
+                let line = self.buf[..pos].to_vec();
+                self.buf.drain(..pos + 2);
+                return Ok(line);
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Reads exactly `n` bytes.
+    fn read_exact_bytes(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, ReadEnd> {
+        while self.buf.len() < n {
+            self.fill(deadline)?;
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
+    /// One socket read into the buffer, bounded by `deadline`.
+    fn fill(&mut self, deadline: Instant) -> Result<usize, ReadEnd> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadEnd::Timeout);
+        }
+        self.stream
+            .set_read_timeout(Some(left))
+            .expect("set_read_timeout");
+        let mut chunk = [0u8; 64 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err(ReadEnd::Closed(None)),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ReadEnd::Timeout)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(ReadEnd::Closed(Some(e))),
+        }
+    }
+
+    /// Reads one line and asserts it equals `expected` (without `\r\n`).
+    #[track_caller]
+    pub fn expect_line(&mut self, expected: &[u8]) {
+        let line = self.read_line();
+        assert_eq!(show(&line), show(expected), "unexpected line");
+    }
+
+    /// Reads one line and asserts it is `-ERR '<text>'`.
+    #[track_caller]
+    pub fn expect_err(&mut self, text: &str) {
+        self.expect_line(format!("-ERR '{text}'").as_bytes());
+    }
+
+    /// Asserts the server closes the connection (EOF or reset) with nothing more sent.
+    #[track_caller]
+    pub fn expect_closed(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if !self.buf.is_empty() {
+                let line = self.try_read_line(deadline);
+                panic!("expected close, got data {line:?}: {}", show(&self.buf));
+            }
+            match self.fill(deadline) {
+                Ok(_) => continue,
+                Err(ReadEnd::Closed(_)) => return,
+                Err(ReadEnd::Timeout) => panic!("connection still open after {TIMEOUT:?}"),
+            }
+        }
+    }
+
+    /// Reads and discards everything until the server closes; returns the bytes discarded.
+    /// Panics if the connection is still open at `deadline`.
+    pub fn drain_until_closed(&mut self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        let mut total = std::mem::take(&mut self.buf).len();
+        loop {
+            match self.fill(deadline) {
+                Ok(n) => {
+                    total += n;
+                    self.buf.clear();
+                }
+                Err(ReadEnd::Closed(_)) => return total,
+                Err(ReadEnd::Timeout) => panic!("still open after draining {total} bytes"),
+            }
+        }
+    }
+
+    /// Asserts the connection still works: `PING` is answered by `PONG` as the next line.
+    #[track_caller]
+    pub fn expect_open(&mut self) {
+        self.send(b"PING\r\n");
+        self.expect_line(b"PONG");
+    }
+
+    /// Sends `PING` and reads up to the `PONG`, returning the lines read before it.
+    pub fn ping_pong(&mut self) -> Vec<Vec<u8>> {
+        self.send(b"PING\r\n");
+        let mut before = Vec::new();
+        loop {
+            let line = self.read_line();
+            if line == b"PONG" {
+                return before;
+            }
+            before.push(line);
+        }
+    }
+
+    /// Reads one MSG or HMSG with its payload.
+    pub fn read_msg(&mut self) -> RawMsg {
+        let line = self.read_line();
+        match parse_msg_line(&line) {
+            Some((mut msg, header_len, total_len)) => {
+                let deadline = Instant::now() + TIMEOUT;
+                let body = self.read_exact_bytes(total_len + 2, deadline);
+                let mut body = body.unwrap_or_else(|e| panic!("payload of {}: {e:?}", show(&line)));
+                let tail = body.split_off(total_len);
+                assert_eq!(
+                    tail,
+                    b"\r\n",
+                    "payload of {} not followed by CRLF",
+                    show(&line)
+                );
+                if let Some(header_len) = header_len {
+                    msg.payload = body.split_off(header_len);
+                    msg.headers = Some(body);
+                } else {
+                    msg.payload = body;
+                }
+                msg
+            }
+            None => panic!("expected MSG or HMSG, got {}", show(&line)),
+        }
+    }
+
+    /// Reads one MSG and asserts every field.
+    #[track_caller]
+    pub fn expect_msg(&mut self, subject: &str, sid: &str, reply: Option<&str>, payload: &[u8]) {
+        let msg = self.read_msg();
+        let expected = RawMsg {
+            subject: subject.to_owned(),
+            sid: sid.to_owned(),
+            reply: reply.map(str::to_owned),
+            headers: None,
+            payload: payload.to_vec(),
+        };
+        assert_eq!(msg, expected);
+    }
+}
+
+/// Parses `MSG subj sid [reply] len` or `HMSG subj sid [reply] hlen len`.
+/// Returns the message skeleton, the header length (HMSG) and the total length.
+fn parse_msg_line(line: &[u8]) -> Option<(RawMsg, Option<usize>, usize)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let parts: Vec<&str> = text.split(' ').collect();
+    let (is_hmsg, args) = match parts.split_first()? {
+        (&"MSG", args) => (false, args),
+        (&"HMSG", args) => (true, args),
+        _ => return None,
+    };
+    let lens = if is_hmsg { 2 } else { 1 };
+    if args.len() != 2 + lens && args.len() != 3 + lens {
+        return None;
+    }
+    let (names, sizes) = args.split_at(args.len() - lens);
+    let total: usize = sizes.last()?.parse().ok()?;
+    let header_len = if is_hmsg {
+        Some(sizes[0].parse().ok()?)
+    } else {
+        None
+    };
+    let msg = RawMsg {
+        subject: names[0].to_owned(),
+        sid: names[1].to_owned(),
+        reply: names.get(2).map(|s| (*s).to_owned()),
+        headers: None,
+        payload: Vec::new(),
+    };
+    Some((msg, header_len, total))
+}
+
+/// Printable form of protocol bytes for assertion messages.
+pub fn show(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(300)];
+    let mut text = String::from_utf8_lossy(cut)
+        .replace('\r', "\\r")
+        .replace('\n', "\\n");
+    if bytes.len() > cut.len() {
+        text.push_str(&format!("...({} bytes)", bytes.len()));
+    }
+    text
+}
+
+/// An async-nats client that remembers whether it was ever disconnected.
+pub struct Nats {
+    pub client: async_nats::Client,
+    disconnects: Arc<AtomicUsize>,
+    server_errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::ops::Deref for Nats {
+    type Target = async_nats::Client;
+    fn deref(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
+
+impl Nats {
+    /// Connects with default options.
+    pub async fn connect(server: &Server) -> Nats {
+        Nats::connect_with(server, async_nats::ConnectOptions::new()).await
+    }
+
+    /// Connects with the given options (an event callback is added).
+    pub async fn connect_with(server: &Server, opts: async_nats::ConnectOptions) -> Nats {
+        let disconnects = Arc::new(AtomicUsize::new(0));
+        let server_errors = Arc::new(Mutex::new(Vec::new()));
+        let (d, e) = (disconnects.clone(), server_errors.clone());
+        let opts = opts
+            .connection_timeout(TIMEOUT)
+            .event_callback(move |event| {
+                let (d, e) = (d.clone(), e.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            d.fetch_add(1, Ordering::SeqCst);
+                        }
+                        async_nats::Event::ServerError(err) => {
+                            e.lock().expect("lock").push(err.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        let connect = opts.connect(server.url());
+        let client = tokio::time::timeout(TIMEOUT, connect)
+            .await
+            .expect("async-nats connect timed out")
+            .expect("async-nats connect");
+        Nats {
+            client,
+            disconnects,
+            server_errors,
+        }
+    }
+
+    /// How many times the connection was lost so far.
+    pub fn disconnects(&self) -> usize {
+        self.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// `-ERR` texts the server sent so far.
+    pub fn server_errors(&self) -> Vec<String> {
+        self.server_errors.lock().expect("lock").clone()
+    }
+
+    /// Waits until the server has processed everything this client sent before.
+    ///
+    /// async-nats 0.46 `flush` only writes the socket buffer; it does not send PING. So this
+    /// sends a request to a subject nobody subscribes to and waits for the server's no-responders
+    /// reply, which the server sends after the ops before it. It says nothing about other
+    /// shards; use `wait_for_route` when another connection must see a subscription.
+    pub async fn round_trip(&self) {
+        let subject = format!("_itest.round_trip.{}", self.client.new_inbox());
+        let request = self.client.request(subject, bytes::Bytes::new());
+        let result = tokio::time::timeout(TIMEOUT, request)
+            .await
+            .expect("round trip timed out");
+        let err = result.expect_err("round-trip subject has a responder");
+        assert_eq!(
+            err.kind(),
+            async_nats::RequestErrorKind::NoResponders,
+            "round trip: {err}"
+        );
+    }
+}
+
+/// Payload prefix of route probes; `next_msg` skips such messages.
+pub const PROBE: &[u8] = b"__itest_probe";
+
+/// True for messages sent by `wait_for_route`.
+pub fn is_probe(msg: &async_nats::Message) -> bool {
+    msg.payload.starts_with(PROBE)
+}
+
+/// Waits until messages `publisher` publishes on `subject` reach `sub` (a subscription of any
+/// connection matching `subject`), then returns with no probe left in flight to `sub`.
+///
+/// It publishes probes until one arrives (bounded), then a closing probe and reads up to it:
+/// one publisher's messages arrive in order, so nothing of this call is left afterwards. Other
+/// subscribers on `subject` may receive probes; `next_msg` skips them.
+pub async fn wait_for_route(publisher: &Nats, subject: &str, sub: &mut async_nats::Subscriber) {
+    use futures::StreamExt;
+    const ATTEMPTS: usize = 100;
+    let mut arrived = false;
+    for _ in 0..ATTEMPTS {
+        publish_probe(publisher, subject, b"").await;
+        let wait = tokio::time::timeout(Duration::from_millis(50), sub.next()).await;
+        if let Ok(msg) = wait {
+            let msg = msg.expect("subscription ended");
+            assert!(is_probe(&msg), "message before the route was up: {msg:?}");
+            arrived = true;
+            break;
+        }
+    }
+    assert!(
+        arrived,
+        "no probe on {subject} arrived in {ATTEMPTS} attempts"
+    );
+    publish_probe(publisher, subject, b".end").await;
+    loop {
+        let msg = tokio::time::timeout(TIMEOUT, sub.next())
+            .await
+            .expect("closing probe");
+        let msg = msg.expect("subscription ended");
+        assert!(is_probe(&msg), "unexpected message while probing: {msg:?}");
+        if msg.payload.ends_with(b".end") {
+            return;
+        }
+    }
+}
+
+async fn publish_probe(publisher: &Nats, subject: &str, suffix: &[u8]) {
+    let payload = bytes::Bytes::from([PROBE, suffix].concat());
+    publisher
+        .publish(subject.to_owned(), payload)
+        .await
+        .expect("publish probe");
+}
+
+/// Next message of a subscription within `TIMEOUT`, skipping route probes, or panic.
+pub async fn next_msg(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("no message within timeout")
+            .expect("subscription ended");
+        if !is_probe(&msg) {
+            return msg;
+        }
+    }
+}
