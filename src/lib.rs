@@ -14,6 +14,7 @@
 //!   [`logging`] prints nats-server's log shape.
 //! - [`tools`] holds the `ringnats` subcommands.
 
+pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod conn;

@@ -52,6 +52,10 @@ const FORWARD_BATCH_BYTES_MAX: usize = 256 * 1024;
 const TICK: Duration = Duration::from_millis(100);
 /// How long a connection closing with an error line may take to flush it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// A loop turn longer than this is logged: it delays every connection of the shard.
+const TURN_BUDGET: Duration = Duration::from_millis(50);
+/// At most one over-budget warning per shard per this interval.
+const STALL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Entries taken from each peer ring per turn, so a busy peer cannot starve our sockets.
 const MESH_DRAIN_MAX: usize = 1024;
 
@@ -119,6 +123,7 @@ pub struct Shard {
     completions: Vec<Completion>,
     now: Instant,
     next_tick: Instant,
+    next_stall_log: Instant,
     shutting_down: Option<Instant>,
     accepting: bool,
 }
@@ -179,6 +184,7 @@ impl Shard {
             completions: Vec::with_capacity(1024),
             now,
             next_tick: now + TICK,
+            next_stall_log: now,
             shutting_down: None,
             accepting: true,
         };
@@ -209,10 +215,12 @@ impl Shard {
             if self.is_finished() {
                 return Ok(());
             }
+            let turn_end = Instant::now();
+            self.check_turn_budget(turn_end);
             let timeout = if backlog {
                 Some(Duration::from_micros(50))
             } else {
-                Some(self.next_tick.saturating_duration_since(Instant::now()))
+                Some(self.next_tick.saturating_duration_since(turn_end))
             };
             self.waker.prepare_sleep();
             let timeout = if self.mesh.has_incoming() {
@@ -222,6 +230,16 @@ impl Shard {
             };
             self.reactor.submit_and_wait(timeout)?;
             self.waker.awake();
+        }
+    }
+
+    /// Logs (at most every `STALL_LOG_INTERVAL`) a turn that took longer than `TURN_BUDGET`:
+    /// every connection of this shard waited that long.
+    fn check_turn_budget(&mut self, turn_end: Instant) {
+        let took = turn_end.saturating_duration_since(self.now);
+        if took > TURN_BUDGET && turn_end >= self.next_stall_log {
+            self.next_stall_log = turn_end + STALL_LOG_INTERVAL;
+            tracing::warn!(shard = self.id.0, ?took, "event loop turn over budget");
         }
     }
 

@@ -190,7 +190,7 @@ impl Reactor {
     /// This is the turn's single `io_uring_enter`.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let result = match timeout {
-            Some(t) if t.is_zero() => self.ring.submitter().submit_and_wait(0),
+            Some(t) if t.is_zero() => return self.submit_nowait(),
             Some(t) => {
                 let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
                 let args = SubmitArgs::new().timespec(&ts);
