@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
@@ -79,6 +80,42 @@ pub struct Cli {
     /// Number of shards (one pinned thread each); default one per core.
     #[arg(long = "shards", value_name = "N")]
     pub shards: Option<usize>,
+
+    /// User required for connections (with --pass).
+    #[arg(long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Password required for connections (with --user).
+    #[arg(long = "pass", value_name = "PASSWORD")]
+    pub pass: Option<String>,
+
+    /// Authorization token required for connections.
+    #[arg(long = "auth", value_name = "TOKEN")]
+    pub auth: Option<String>,
+
+    /// Seconds a client has to send a valid CONNECT (ringnats extension; fractions allowed).
+    #[arg(long = "auth_timeout", value_name = "SECONDS")]
+    pub auth_timeout: Option<f64>,
+
+    /// Enable TLS (needs --tlscert and --tlskey).
+    #[arg(long = "tls")]
+    pub tls: bool,
+
+    /// Server certificate file (PEM).
+    #[arg(long = "tlscert", value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+
+    /// Private key of the server certificate (PEM).
+    #[arg(long = "tlskey", value_name = "FILE")]
+    pub tlskey: Option<PathBuf>,
+
+    /// Client certificate CA for verification (PEM).
+    #[arg(long = "tlscacert", value_name = "FILE")]
+    pub tlscacert: Option<PathBuf>,
+
+    /// Enable TLS and require and verify client certificates.
+    #[arg(long = "tlsverify")]
+    pub tlsverify: bool,
 
     /// Generate a key pair (same as `keygen <KIND>`).
     #[arg(short = 'k', value_name = "KIND")]
@@ -182,6 +219,37 @@ where
         .collect()
 }
 
+/// `--user/--pass/--auth/--auth_timeout` and the `--tls*` flags, kept apart from the file's
+/// sections; `server::Security` lets them override the file.
+fn apply_security_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
+    opts.cli_auth.user = cli.user.clone();
+    opts.cli_auth.pass = cli.pass.as_deref().map(crate::auth::Secret::new);
+    opts.cli_auth.token = cli.auth.as_deref().map(crate::auth::Secret::new);
+    if let Some(secs) = cli.auth_timeout {
+        if !secs.is_finite() || secs <= 0.0 {
+            let msg = format!("must be a positive number of seconds, got {secs}");
+            return Err(ConfigError::Flag {
+                flag: "--auth_timeout",
+                msg,
+            });
+        }
+        opts.cli_auth.auth_timeout = Some(Duration::from_secs_f64(secs));
+    }
+    if cli.tls || cli.tlsverify || cli.tlscert.is_some() || cli.tlskey.is_some() {
+        let (Some(cert), Some(key)) = (&cli.tlscert, &cli.tlskey) else {
+            let msg = "TLS needs both --tlscert and --tlskey".to_string();
+            return Err(ConfigError::Flag { flag: "--tls", msg });
+        };
+        opts.cli_tls = Some(crate::tls::CliTls {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: cli.tlscacert.clone(),
+            verify: cli.tlsverify,
+        });
+    }
+    Ok(())
+}
+
 /// Loads the config file named by `-c` (if any), then applies the flags on top.
 pub fn options_from_cli(cli: &Cli) -> Result<ServerOptions, ConfigError> {
     let mut opts = match &cli.config {
@@ -228,6 +296,7 @@ fn apply_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
     if let Some(log) = &cli.log {
         opts.logfile = Some(log.clone());
     }
+    apply_security_flags(opts, cli)?;
     if let Some(logtime) = cli.logtime {
         opts.logtime = logtime;
     }

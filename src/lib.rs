@@ -14,14 +14,17 @@
 //!   [`logging`] prints nats-server's log shape.
 //! - [`tools`] holds the `ringnats` subcommands.
 
+pub mod auth;
 pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod logging;
+pub mod perms;
 pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod signals;
 pub mod subject;
+pub mod tls;
 pub mod tools;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use ringnats::cli::{Cli, Command};
 use ringnats::config::ServerOptions;
-use ringnats::server::{COMPAT_VERSION, Server};
+use ringnats::server::{COMPAT_VERSION, Security, Server};
 use ringnats::signals::{Control, SignalWaiter};
 use ringnats::{cli, logging};
 
@@ -24,6 +24,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let security = match Security::from_options(&opts) {
+        Ok(security) => security,
+        Err(err) => {
+            logging::early_error(&err.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
     if cli.test_config {
         let file = opts
             .config_file
@@ -33,7 +40,7 @@ fn main() -> ExitCode {
         println!("ringnats: configuration file {file} is valid");
         return ExitCode::SUCCESS;
     }
-    run_server(&cli, opts)
+    run_server(&cli, opts, security)
 }
 
 fn run_tool(command: &Command) -> ExitCode {
@@ -46,7 +53,7 @@ fn run_tool(command: &Command) -> ExitCode {
     }
 }
 
-fn run_server(cli: &Cli, opts: ServerOptions) -> ExitCode {
+fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     let level = logging::level_for(opts.debug, opts.trace);
     if let Err(err) = logging::init(level, opts.logtime, opts.logfile.as_deref()) {
         logging::early_error(&format!("cannot open log file: {err}"));
@@ -67,13 +74,13 @@ fn run_server(cli: &Cli, opts: ServerOptions) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         COMPAT_VERSION
     );
-    for warning in &opts.warnings {
+    for warning in opts.warnings.iter().chain(&security.auth.warnings()) {
         tracing::warn!("{warning}");
     }
     if let Some(file) = &opts.config_file {
         tracing::info!("Using configuration file: {}", file.display());
     }
-    let server = match Server::start(opts.clone()) {
+    let server = match Server::start(opts.clone(), security) {
         Ok(server) => server,
         Err(err) => {
             tracing::error!("{err}");
@@ -129,6 +136,13 @@ fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
             return current;
         }
     };
+    let security = match Security::from_options(&new) {
+        Ok(security) => security,
+        Err(err) => {
+            tracing::error!("Failed to reload server configuration: {err}");
+            return current;
+        }
+    };
     let changes = ringnats::config::reload::reloadable_changes(&current, &new);
     if let Some(refused) = changes.refused.first() {
         tracing::error!(
@@ -142,7 +156,10 @@ fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
     for change in &changes.applied {
         tracing::info!("Reloaded: {change}");
     }
-    server.reload(new.clone());
+    for warning in security.auth.warnings() {
+        tracing::warn!("{warning}");
+    }
+    server.reload(new.clone(), security);
     tracing::info!("Reloaded server configuration");
     new
 }

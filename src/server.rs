@@ -10,22 +10,68 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::ServerOptions;
+use crate::auth::AuthConfig;
+use crate::blocking::BlockingPool;
+use crate::config::{ConfigError, ServerOptions};
 use crate::protocol::connect::ServerInfo;
 use crate::shard::mesh::{self, Waker};
 use crate::shard::{Limits, SHARDS_MAX, Shard, ShardId, pin};
+use crate::tls::TlsSettings;
 
 /// The version we report in INFO: the nats-server protocol level we implement. Clients gate
 /// features (headers, no responders) on it.
 pub const COMPAT_VERSION: &str = "2.9.10";
 
+/// Everything a connection's authentication depends on, compiled from the options.
+pub struct Security {
+    pub auth: AuthConfig,
+    pub tls: Option<TlsSettings>,
+}
+
+impl Security {
+    /// Compiles `authorization`, `accounts`, `tls` and the matching flags (flags win).
+    pub fn from_options(opts: &ServerOptions) -> Result<Security, ConfigError> {
+        let mut auth = AuthConfig::from_options_with_cli(opts, &opts.cli_auth)?;
+        let tls = match (&opts.cli_tls, opts.auth_section("tls")) {
+            (Some(cli), _) => {
+                let settings = TlsSettings::from_files(
+                    &cli.cert,
+                    &cli.key,
+                    cli.ca.as_deref(),
+                    cli.verify,
+                    false,
+                )
+                .map_err(|msg| ConfigError::Flag { flag: "--tls", msg })?;
+                Some(settings)
+            }
+            (None, Some(value)) => Some(TlsSettings::from_value(value)?),
+            (None, None) => None,
+        };
+        if let Some(tls) = &tls {
+            auth.set_verify_and_map(tls.map);
+        }
+        Ok(Security { auth, tls })
+    }
+}
+
+/// One consistent generation of the options and what was compiled from them.
+pub struct Snapshot {
+    pub opts: Arc<ServerOptions>,
+    pub auth: Arc<AuthConfig>,
+    pub tls: Option<Arc<TlsSettings>>,
+}
+
+/// Threads of the blocking pool (bcrypt checks): few, since bcrypt is CPU-bound and the
+/// shards must keep their cores.
+const BLOCKING_THREADS: usize = 2;
+
 /// State shared by all shards and the control thread.
 pub struct Shared {
     pub shard_count: usize,
     pub server_id: String,
-    /// Current options. Written by the control thread on reload; read by shards when
-    /// `opts_generation` changes (at most once per tick) and at connection set-up.
-    opts: Mutex<Arc<ServerOptions>>,
+    /// Current options and security. Written by the control thread on reload; read by shards
+    /// when `opts_generation` changes (at most once per tick).
+    snapshot: Mutex<Arc<Snapshot>>,
     opts_generation: AtomicU64,
     /// Open client connections, all shards. Incremented on accept, decremented on close.
     connections: AtomicUsize,
@@ -33,13 +79,22 @@ pub struct Shared {
     shutdown: AtomicBool,
     /// The listening address actually bound (port 0/-1 resolved).
     pub listen_addr: SocketAddr,
+    /// Where shards send slow authentication checks.
+    pub pool: Arc<BlockingPool>,
 }
 
 impl Shared {
-    pub fn options(&self) -> Arc<ServerOptions> {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         // A poisoned lock means a shard panicked, which stops the process anyway; use the
         // last value either way.
-        self.opts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn options(&self) -> Arc<ServerOptions> {
+        self.snapshot().opts.clone()
     }
 
     pub fn opts_generation(&self) -> u64 {
@@ -82,8 +137,15 @@ impl Shared {
     }
 
     /// The INFO JSON for a new connection.
-    pub fn info_json(&self, client_id: u64, peer: &SocketAddr, max_payload: usize) -> Vec<u8> {
-        let opts = self.options();
+    pub fn info_json(
+        &self,
+        snapshot: &Snapshot,
+        client_id: u64,
+        peer: &SocketAddr,
+        nonce: Option<&str>,
+    ) -> Vec<u8> {
+        let opts = &snapshot.opts;
+        let max_payload = opts.max_payload;
         let info = ServerInfo {
             server_id: self.server_id.clone(),
             server_name: opts
@@ -99,6 +161,10 @@ impl Shared {
             max_payload: max_payload as i64,
             client_id,
             client_ip: peer.ip().to_string(),
+            auth_required: snapshot.auth.auth_required(),
+            tls_required: snapshot.tls.is_some(),
+            tls_verify: snapshot.tls.as_ref().is_some_and(|t| t.verify),
+            nonce: nonce.map(str::to_string).unwrap_or_default(),
             ..ServerInfo::default()
         };
         info.to_json()
@@ -132,7 +198,7 @@ pub struct Server {
 impl Server {
     /// Binds the listeners, starts one pinned shard per CPU (or `opts.shards`), and returns
     /// once every shard's ring is up.
-    pub fn start(opts: ServerOptions) -> Result<Server, StartError> {
+    pub fn start(opts: ServerOptions, security: Security) -> Result<Server, StartError> {
         let cpus = pin::allowed_cpus();
         let shard_count = opts.shards.unwrap_or(cpus.len().max(1));
         if shard_count == 0 || shard_count > SHARDS_MAX {
@@ -144,10 +210,17 @@ impl Server {
             source,
         })?;
         let server_id = nkeys::KeyPair::new_server().public_key();
+        let pool = BlockingPool::new(BLOCKING_THREADS).map_err(StartError::Thread)?;
+        let snapshot = Snapshot {
+            opts: Arc::new(opts),
+            auth: Arc::new(security.auth),
+            tls: security.tls.map(Arc::new),
+        };
         let shared = Arc::new(Shared {
             shard_count,
             server_id,
-            opts: Mutex::new(Arc::new(opts)),
+            pool,
+            snapshot: Mutex::new(Arc::new(snapshot)),
             opts_generation: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -219,9 +292,18 @@ impl Server {
     }
 
     /// Replaces the options (SIGHUP); shards pick them up on their next tick.
-    pub fn reload(&self, opts: ServerOptions) {
-        let mut guard = self.shared.opts.lock().unwrap_or_else(|e| e.into_inner());
-        *guard = Arc::new(opts);
+    pub fn reload(&self, opts: ServerOptions, security: Security) {
+        let snapshot = Snapshot {
+            opts: Arc::new(opts),
+            auth: Arc::new(security.auth),
+            tls: security.tls.map(Arc::new),
+        };
+        let mut guard = self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(snapshot);
         drop(guard);
         self.shared.opts_generation.fetch_add(1, Ordering::AcqRel);
     }

@@ -143,6 +143,10 @@ pub struct ServerOptions {
     pub auth_sections: Vec<(String, Value)>,
     /// Non-fatal findings to log at start-up.
     pub warnings: Vec<String>,
+    /// `--user`, `--pass`, `--auth`, `--auth_timeout` (override `authorization`).
+    pub cli_auth: crate::auth::CliAuth,
+    /// `--tls*` flags (override the `tls` block).
+    pub cli_tls: Option<crate::tls::CliTls>,
 }
 
 impl Default for ServerOptions {
@@ -168,6 +172,8 @@ impl Default for ServerOptions {
             shards: None,
             auth_sections: Vec::new(),
             warnings: Vec::new(),
+            cli_auth: Default::default(),
+            cli_tls: None,
         }
     }
 }
@@ -199,7 +205,7 @@ impl ServerOptions {
     }
 }
 
-/// Loads a config file. Fails on security sections until `auth/` implements them.
+/// Loads a config file. Fails on operator-mode sections until they are implemented.
 pub fn load_file(path: &Path) -> Result<ServerOptions, ConfigError> {
     let map = parse_file(path)?;
     let opts = options_from_map(&map, path)?;
@@ -215,10 +221,29 @@ pub fn load_str(text: &str, origin: &Path) -> Result<ServerOptions, ConfigError>
     Ok(opts)
 }
 
-/// Refuses options this build cannot enforce: any security section. Remove the call from
-/// `load_*` once `auth/` interprets `auth_sections`.
+/// Security keys of JWT operator mode, which this build does not implement yet: refused, so
+/// a file that asks for operator mode never runs open.
+pub const UNSUPPORTED_SECURITY_KEYS: &[&str] = &[
+    "operator",
+    "operators",
+    "root_operators",
+    "trusted_operators",
+    "trusted",
+    "trusted_keys",
+    "resolver",
+    "account_resolver",
+    "accounts_resolver",
+    "resolver_tls",
+    "resolver_preload",
+];
+
+/// Refuses options this build cannot enforce: the operator-mode sections.
 pub fn check_supported(opts: &ServerOptions) -> Result<(), ConfigError> {
-    match opts.auth_sections.first() {
+    let unsupported = opts
+        .auth_sections
+        .iter()
+        .find(|(key, _)| UNSUPPORTED_SECURITY_KEYS.contains(&key.as_str()));
+    match unsupported {
         Some((key, value)) => Err(ConfigError::NotSupported {
             pos: value.pos.clone(),
             key: key.clone(),

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
+use crate::auth::CertIdentity;
+use crate::perms::{PermCache, Permissions, ResponseTracker};
 use crate::protocol::{Parser, ParserLimits};
 use crate::shard::SubKey;
+use crate::tls::TlsSession;
 
 pub use outbuf::OutBuf;
 
@@ -30,6 +33,10 @@ pub enum CloseReason {
     ProtocolViolation,
     MaxConnectionsExceeded,
     ServerShutdown,
+    AuthenticationViolation,
+    AuthenticationTimeout,
+    AuthenticationExpired,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -46,6 +53,10 @@ impl CloseReason {
             CloseReason::ProtocolViolation => "Protocol Violation",
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::AuthenticationExpired => "Authentication Expired",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 }
@@ -116,6 +127,27 @@ pub struct Conn {
     pub held_acks: Vec<&'static [u8]>,
     pub recv_armed: bool,
     pub close_reason: Option<CloseReason>,
+    /// The TLS session, when the server requires TLS.
+    pub tls: Option<Box<TlsSession>>,
+    /// The TLS handshake must finish by then.
+    pub tls_deadline: Option<Instant>,
+    /// The verified client certificate, for `verify_and_map`.
+    pub cert: Option<CertIdentity>,
+    /// A valid CONNECT must arrive by then (`authorization.timeout`).
+    pub auth_deadline: Option<Instant>,
+    /// The nonce sent in INFO, for nkey signatures.
+    pub nonce: Option<String>,
+    /// A slow (bcrypt) check of this connection's CONNECT is running: input waits.
+    pub auth_pending: bool,
+    /// The options of the CONNECT being checked, applied when the check succeeds.
+    pub pending_flags: ConnFlags,
+    /// The authenticated user (name or nkey), for logs and reloads.
+    pub user: String,
+    pub perms: Option<std::sync::Arc<Permissions>>,
+    pub perm_cache: Option<Box<PermCache>>,
+    pub responses: Option<Box<ResponseTracker>>,
+    /// `connection_deadline`: the connection is closed then.
+    pub expires: Option<Instant>,
 }
 
 impl Conn {
@@ -151,6 +183,18 @@ impl Conn {
             held_acks: Vec::new(),
             recv_armed: false,
             close_reason: None,
+            tls: None,
+            tls_deadline: None,
+            cert: None,
+            auth_deadline: None,
+            nonce: None,
+            auth_pending: false,
+            pending_flags: ConnFlags::default(),
+            user: String::new(),
+            perms: None,
+            perm_cache: None,
+            responses: None,
+            expires: None,
         }
     }
 

@@ -15,6 +15,10 @@ const SEND_LEN_MAX: usize = 4 * 1024 * 1024;
 #[derive(Default)]
 pub struct OutBuf {
     pending: Vec<u8>,
+    /// TLS connections only: records ready for the socket (handshake, and `pending` once
+    /// encrypted by `seal`). When `sealed_mode` is on, sends take from here, not `pending`.
+    sealed: Vec<u8>,
+    sealed_mode: bool,
     inflight: Vec<u8>,
     /// Bytes of `inflight` the kernel has accepted so far.
     sent: usize,
@@ -39,7 +43,30 @@ impl OutBuf {
     /// Bytes accepted for this connection and not yet written to the socket.
     #[inline]
     pub fn pending_bytes(&self) -> usize {
-        self.pending.len() + (self.inflight.len() - self.sent)
+        self.pending.len() + self.sealed.len() + (self.inflight.len() - self.sent)
+    }
+
+    /// Switches to TLS: from now on sends take sealed records, and `pending` is plaintext.
+    pub fn use_sealed(&mut self) {
+        self.sealed_mode = true;
+    }
+
+    /// Bytes that go to the socket as they are (TLS records, or INFO before the handshake).
+    pub fn sealed_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.sealed
+    }
+
+    /// Encrypts everything pending into sealed records with `encrypt(plaintext, out)`.
+    pub fn seal<E>(
+        &mut self,
+        encrypt: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = encrypt(&self.pending, &mut self.sealed);
+        self.pending.clear();
+        result
     }
 
     pub fn is_sending(&self) -> bool {
@@ -57,11 +84,16 @@ impl OutBuf {
 
     /// Starts a send of everything pending, if no send is in flight and there is something.
     pub fn start_send(&mut self, now: Instant) -> Option<SendRegion> {
-        if self.send_started.is_some() || self.pending.is_empty() {
+        let source = if self.sealed_mode {
+            &mut self.sealed
+        } else {
+            &mut self.pending
+        };
+        if self.send_started.is_some() || source.is_empty() {
             return None;
         }
         debug_assert!(self.inflight.is_empty());
-        std::mem::swap(&mut self.pending, &mut self.inflight);
+        std::mem::swap(source, &mut self.inflight);
         self.sent = 0;
         self.send_started = Some(now);
         Some(self.region())
@@ -90,6 +122,7 @@ impl OutBuf {
     pub fn abort_send(&mut self) {
         self.send_started = None;
         self.pending.clear();
+        self.sealed.clear();
         self.inflight.clear();
         self.sent = 0;
     }
@@ -98,6 +131,7 @@ impl OutBuf {
     pub fn release(&mut self) {
         debug_assert!(self.send_started.is_none());
         self.pending = Vec::new();
+        self.sealed = Vec::new();
         self.inflight = Vec::new();
         self.sent = 0;
     }
@@ -115,6 +149,25 @@ impl OutBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_mode_sends_only_sealed_records() {
+        let now = Instant::now();
+        let mut out = OutBuf::default();
+        out.use_sealed();
+        out.sealed_mut().extend_from_slice(b"INFO");
+        out.pending_mut().extend_from_slice(b"plain");
+        let region = out.start_send(now).expect("the sealed bytes");
+        assert_eq!(region.len, 4, "plaintext must not go out unsealed");
+        out.seal(|plain, sealed| {
+            sealed.extend(plain.iter().map(|b| b ^ 0xff));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(out.pending_bytes(), 4 + 5, "4 in flight, 5 sealed");
+        let region = out.complete(4, now).expect("the sealed plaintext");
+        assert_eq!(region.len, 5);
+    }
 
     #[test]
     fn appends_during_a_send_go_out_in_the_next_one() {

@@ -9,6 +9,7 @@
 
 #![allow(unsafe_code)] // kernel-owned buffers: each use names its SAFETY argument.
 
+mod admission;
 pub mod forward;
 pub mod mesh;
 pub mod pin;
@@ -69,6 +70,9 @@ pub struct Subscription {
     /// Auto-unsubscribe after this many deliveries in total (UNSUB with max).
     pub max: Option<u64>,
     pub delivered: u64,
+    /// The subscriber may not receive some subjects this filter covers (a wildcard SUB over a
+    /// subscribe-deny entry): check each delivery.
+    pub filter_deliveries: bool,
 }
 
 /// The indexes of one account on this shard (DESIGN.md invariant 9: one per account).
@@ -115,8 +119,15 @@ pub struct Shard {
     barrier_pending: bool,
     acked: Vec<u64>,
     pong_waiters: Vec<u32>,
-    /// Per-connection option snapshot, refreshed on reload.
+    /// Options and security of the current generation, refreshed on reload.
+    snapshot: Arc<crate::server::Snapshot>,
     limits: Limits,
+    /// Verdicts of slow authentication checks, from the blocking pool.
+    auth_results_tx: std::sync::mpsc::Sender<admission::AuthResult>,
+    auth_results_rx: std::sync::mpsc::Receiver<admission::AuthResult>,
+    /// Reused buffers for stream and service import matches.
+    import_matches: crate::auth::ImportMatches,
+    import_subject: Vec<u8>,
     opts_generation: u64,
     next_cid: u64,
     rng: u64,
@@ -153,6 +164,8 @@ impl Shard {
     ) -> std::io::Result<Shard> {
         let reactor = Reactor::new(RECV_BUFFERS, RECV_BUFFER_LEN)?;
         let (limits, opts_generation) = shared.limits();
+        let snapshot = shared.snapshot();
+        let (auth_results_tx, auth_results_rx) = std::sync::mpsc::channel();
         let now = Instant::now();
         let peers = shared.shard_count;
         let seed =
@@ -177,7 +190,12 @@ impl Shard {
             barrier_pending: false,
             acked: vec![0; peers],
             pong_waiters: Vec::new(),
+            snapshot,
             limits,
+            auth_results_tx,
+            auth_results_rx,
+            import_matches: crate::auth::ImportMatches::new(),
+            import_subject: Vec::new(),
             opts_generation,
             next_cid: 1,
             rng: seed | 1,
@@ -206,6 +224,8 @@ impl Shard {
             self.completions = completions;
             self.reactor.publish_buffers();
             self.drain_mesh();
+            self.drain_auth_results();
+            self.check_reload();
             if self.now >= self.next_tick {
                 self.next_tick = self.now + TICK;
                 self.on_tick();
@@ -293,10 +313,8 @@ impl Shard {
         let conn = Conn::new(fd, cid, peer, limits, self.now, self.limits.ping_interval);
         let slot = self.conns.insert(conn) as u32;
         let over_limit = !self.shared.try_add_connection(self.limits.max_connections);
-        let info = self.shared.info_json(cid, &peer, self.limits.max_payload);
+        self.admit(slot);
         let conn = &mut self.conns[slot as usize];
-        encode::info(conn.out.pending_mut(), &info);
-        mark_dirty(&mut self.dirty, conn, slot);
         conn.recv_armed = true;
         self.reactor.push_recv(fd, slot);
         if over_limit {
@@ -311,12 +329,7 @@ impl Shard {
             );
             return;
         }
-        tracing::debug!(
-            shard = self.id.0,
-            "{} - cid:{} - Client connection created",
-            peer,
-            cid
-        );
+        tracing::debug!("{} - cid:{} - Client connection created", peer, cid);
     }
 
     // ---- receive -----------------------------------------------------------------------
@@ -372,7 +385,11 @@ impl Shard {
             return;
         }
         conn.last_activity = self.now;
-        if conn.rbuf.is_empty() {
+        if conn.tls.is_some() {
+            self.on_tls_data(slot, data);
+            return;
+        }
+        if conn.rbuf.is_empty() && !conn.auth_pending {
             // Fast path: parse straight out of the kernel's buffer, keep only the tail.
             let used = self.process_input(slot, data);
             if let Some(conn) = self.conns.get_mut(slot as usize).filter(|c| c.is_open()) {
@@ -382,6 +399,18 @@ impl Shard {
             return;
         }
         conn.rbuf.extend_from_slice(data);
+        self.process_rbuf(slot);
+    }
+
+    /// Runs the ops buffered in the connection's read buffer (TLS plaintext, partial ops, or
+    /// input that waited for an authentication check).
+    fn process_rbuf(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if conn.rbuf.is_empty() || conn.auth_pending {
+            return;
+        }
         let buf = std::mem::take(&mut conn.rbuf);
         let used = self.process_input(slot, &buf);
         let mut buf = buf;
@@ -400,7 +429,7 @@ impl Shard {
         let mut used = 0;
         loop {
             let conn = &mut self.conns[slot as usize];
-            if !conn.is_open() {
+            if !conn.is_open() || conn.auth_pending {
                 return used;
             }
             match conn.parser.parse(&data[used..]) {
@@ -513,9 +542,87 @@ impl Shard {
             // nats-server 2.9.10 sends the error and still delivers the message.
             self.send_err(slot, "Invalid Publish Subject");
         }
+        if !self.may_publish(slot, msg.subject) {
+            return;
+        }
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
         let echo_skip = if flags.echo { None } else { Some(slot) };
+        let mut has_interest = self.route(account, &msg, echo_skip);
+        if self.snapshot.auth.imports().has_imports_from_or_to(account) {
+            has_interest |= self.route_imports(account, &msg);
+        }
+        if !has_interest && flags.no_responders && !msg.reply.is_empty() {
+            self.send_no_responders(slot, msg.reply);
+        }
+    }
+
+    /// The publish permission check: one cache lookup for a repeated subject; replies allowed
+    /// by `allow_responses` are looked up apart, without touching the cache.
+    #[inline]
+    fn may_publish(&mut self, slot: u32, subject: &[u8]) -> bool {
+        let conn = &mut self.conns[slot as usize];
+        let (Some(perms), Some(cache)) = (&conn.perms, conn.perm_cache.as_mut()) else {
+            return true;
+        };
+        if cache.can_publish(perms, subject) {
+            return true;
+        }
+        let replied = match (perms.allow_responses(), conn.responses.as_mut()) {
+            (Some(resp), Some(tracker)) => tracker.allow_reply(&resp, subject, self.now),
+            _ => false,
+        };
+        if replied {
+            return true;
+        }
+        let subject = String::from_utf8_lossy(subject);
+        tracing::debug!(
+            "{} - cid:{} - Publish Violation - User {:?}, Subject {:?}",
+            conn.peer,
+            conn.cid,
+            conn.user,
+            subject
+        );
+        self.send_err(
+            slot,
+            &format!("Permissions Violation for Publish to \"{subject}\""),
+        );
+        false
+    }
+
+    /// Delivers `msg` to the stream importers of `account` (with their mapped subjects) and,
+    /// for a service import of `account`, to the exporting account. Returns whether anyone
+    /// was interested.
+    fn route_imports(&mut self, account: u32, msg: &Published<'_>) -> bool {
+        let snapshot = self.snapshot.clone();
+        let imports = snapshot.auth.imports();
+        let mut matches = std::mem::take(&mut self.import_matches);
+        matches.clear();
+        imports.streams_for(account, msg.subject, &mut matches);
+        let mut has_interest = false;
+        for (importer, subject) in matches.iter() {
+            let mapped = Published { subject, ..*msg };
+            has_interest |= self.route(importer, &mapped, None);
+        }
+        self.import_matches = matches;
+        let mut subject = std::mem::take(&mut self.import_subject);
+        subject.clear();
+        if let Some(exporter) = imports.service_for(account, msg.subject, &mut subject) {
+            let mapped = Published {
+                subject: &subject,
+                ..*msg
+            };
+            has_interest |= self.route(exporter, &mapped, None);
+        }
+        self.import_subject = subject;
+        has_interest
+    }
+
+    /// Delivers `msg` in `account`: to this shard's subscribers and, once per shard, to the
+    /// shards with interest. Returns whether any subscription matched anywhere.
+    fn route(&mut self, account: u32, msg: &Published<'_>, echo_skip: Option<u32>) -> bool {
+        self.ensure_account(account);
+        let msg = *msg;
         let Shard {
             accounts,
             subs,
@@ -541,6 +648,7 @@ impl Shard {
             to_close,
             expired,
             limits: &self.limits,
+            now: self.now,
         };
         for &key in &local.plain {
             out.deliver_one(key, &msg, echo_skip);
@@ -576,9 +684,7 @@ impl Shard {
         if has_peers {
             self.flush_large_batches();
         }
-        if !has_interest && flags.no_responders && !msg.reply.is_empty() {
-            self.send_no_responders(slot, msg.reply);
-        }
+        has_interest
     }
 
     /// Sends the 503 status message to the publisher's own subscription on its reply subject
@@ -692,6 +798,7 @@ impl Shard {
                 to_close: &mut self.to_close,
                 expired: &mut self.expired,
                 limits: &self.limits,
+                now: self.now,
             };
             out.deliver_forwarded(local, &fwd, &mut self.rng);
             self.after_op();
@@ -748,6 +855,16 @@ impl Shard {
             if conn.state == ConnState::Closing {
                 continue;
             }
+            if let Some(tls) = conn.tls.as_mut() {
+                if conn
+                    .out
+                    .seal(|plain, sealed| tls.encrypt(plain, sealed))
+                    .is_err()
+                {
+                    self.to_close.push((slot, CloseReason::WriteError));
+                    continue;
+                }
+            }
             if let Some(region) = conn.out.start_send(self.now) {
                 // SAFETY: the region points into the connection's in-flight half, which
                 // `OutBuf` keeps unchanged until `on_send` handles the completion.
@@ -776,6 +893,10 @@ impl Shard {
             }
             self.maybe_release(slot);
             return;
+        }
+        if let Some(tls) = conn.tls.as_mut() {
+            // Plaintext queued while the send was in flight goes out sealed with the next one.
+            let _ = conn.out.seal(|plain, sealed| tls.encrypt(plain, sealed));
         }
         if let Some(region) = conn.out.complete(c.result as usize, self.now) {
             // SAFETY: as in `flush_dirty`.
@@ -894,6 +1015,7 @@ struct Delivery<'a> {
     to_close: &'a mut Vec<(u32, CloseReason)>,
     expired: &'a mut Vec<SubKey>,
     limits: &'a Limits,
+    now: Instant,
 }
 
 impl Delivery<'_> {
@@ -952,6 +1074,11 @@ impl Delivery<'_> {
             return false;
         };
         if !conn.is_open() {
+            return false;
+        }
+        if (sub.filter_deliveries || conn.responses.is_some())
+            && !may_deliver(conn, msg, sub.filter_deliveries, self.now)
+        {
             return false;
         }
         let out = conn.out.pending_mut();
@@ -1023,6 +1150,27 @@ fn forward_to_peers(
             &names,
         );
     }
+}
+
+/// The subscriber side of permissions: subjects its wildcard SUB covers but it may not
+/// receive are dropped, and reply subjects are remembered for `allow_responses`.
+fn may_deliver(conn: &mut Conn, msg: &Published<'_>, filter: bool, now: Instant) -> bool {
+    let Some(perms) = conn.perms.as_ref() else {
+        return true;
+    };
+    if filter {
+        if let Some(cache) = conn.perm_cache.as_mut() {
+            if !cache.can_deliver(perms, msg.subject) {
+                return false;
+            }
+        }
+    }
+    if !msg.reply.is_empty() {
+        if let (Some(resp), Some(tracker)) = (perms.allow_responses(), conn.responses.as_mut()) {
+            tracker.record(&resp, msg.reply, now);
+        }
+    }
+    true
 }
 
 #[inline]

@@ -37,19 +37,17 @@ impl Shard {
             }
             return;
         }
-        conn.flags = ConnFlags {
+        let flags = ConnFlags {
             verbose: opts.verbose,
             pedantic: opts.pedantic,
             echo: opts.echo,
             headers: opts.headers,
             no_responders: opts.no_responders,
         };
-        conn.parser.set_headers(opts.headers);
-        conn.connected = true;
-        conn.name = opts.name;
-        conn.lang = opts.lang;
-        conn.version = opts.version;
-        self.ok_if_verbose(slot);
+        conn.name = std::mem::take(&mut opts.name);
+        conn.lang = std::mem::take(&mut opts.lang);
+        conn.version = std::mem::take(&mut opts.version);
+        self.authenticate(slot, &opts, flags);
     }
 
     pub(super) fn on_sub(&mut self, slot: u32, filter: &[u8], queue: &[u8], sid: &[u8]) {
@@ -58,6 +56,24 @@ impl Shard {
         {
             self.send_err(slot, "Invalid Subject");
             return;
+        }
+        let conn = &mut self.conns[slot as usize];
+        let mut filter_deliveries = false;
+        if let (Some(perms), Some(cache)) = (&conn.perms, conn.perm_cache.as_mut()) {
+            let queue_opt = (!queue.is_empty()).then_some(queue);
+            if !cache.can_subscribe(perms, filter, queue_opt) {
+                let text = subscribe_violation(filter, queue);
+                tracing::debug!(
+                    "{} - cid:{} - Subscription Violation - User {:?}, Subject {:?}",
+                    conn.peer,
+                    conn.cid,
+                    conn.user,
+                    String::from_utf8_lossy(filter)
+                );
+                self.send_err(slot, &text);
+                return;
+            }
+            filter_deliveries = perms.sub_needs_delivery_filter(filter);
         }
         let conn = &mut self.conns[slot as usize];
         if conn.subs.contains_key(sid) {
@@ -79,6 +95,7 @@ impl Shard {
             queue: queue.clone(),
             max: None,
             delivered: 0,
+            filter_deliveries,
         };
         let key = SubKey(self.subs.insert(sub) as u32);
         self.conns[slot as usize].subs.insert(sid.into(), key);
@@ -219,6 +236,17 @@ impl Shard {
             self.mesh.send(peer, msg);
         }
         self.barrier_pending = true;
+    }
+}
+
+/// nats-server's words for a refused SUB (`sendErr` in `processSub`).
+fn subscribe_violation(filter: &[u8], queue: &[u8]) -> String {
+    let filter = String::from_utf8_lossy(filter);
+    if queue.is_empty() {
+        format!("Permissions Violation for Subscription to \"{filter}\"")
+    } else {
+        let queue = String::from_utf8_lossy(queue);
+        format!("Permissions Violation for Subscription to \"{filter}\" using queue \"{queue}\"")
     }
 }
 

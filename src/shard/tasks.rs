@@ -15,7 +15,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 impl Shard {
     pub(super) fn on_tick(&mut self) {
-        self.check_reload();
         if self.shared.is_shutting_down() && self.shutting_down.is_none() {
             self.begin_shutdown();
         }
@@ -24,6 +23,7 @@ impl Shard {
         let mut slow = Vec::new();
         let mut expired_drains = Vec::new();
         let mut pings = Vec::new();
+        let mut errors: Vec<(u32, &'static str, CloseReason)> = Vec::new();
         for (slot, conn) in self.conns.iter_mut() {
             let slot = slot as u32;
             match conn.state {
@@ -33,6 +33,10 @@ impl Shard {
                 }
                 ConnState::Open => {}
                 _ => continue,
+            }
+            if let Some(error) = deadline_passed(conn, now) {
+                errors.push((slot, error.0, error.1));
+                continue;
             }
             if let Some(started) = conn.out.send_started() {
                 if now.duration_since(started) > self.limits.write_deadline {
@@ -63,6 +67,13 @@ impl Shard {
         for slot in stale {
             self.close_with_error(slot, "Stale Connection", CloseReason::StaleConnection);
         }
+        for (slot, text, reason) in errors {
+            if text.is_empty() {
+                self.close(slot, reason);
+            } else {
+                self.close_with_error(slot, text, reason);
+            }
+        }
         for slot in slow {
             self.close(slot, CloseReason::SlowConsumerWriteDeadline);
         }
@@ -73,7 +84,7 @@ impl Shard {
 
     /// Picks up options changed by a reload (SIGHUP); they apply to new connections, and the
     /// limits read per message (max_pending, trace) apply at once.
-    fn check_reload(&mut self) {
+    pub(super) fn check_reload(&mut self) {
         let generation = self.shared.opts_generation();
         if generation == self.opts_generation {
             return;
@@ -81,6 +92,12 @@ impl Shard {
         let (limits, generation) = self.shared.limits();
         self.limits = limits;
         self.opts_generation = generation;
+        let snapshot = self.shared.snapshot();
+        let auth_changed = !std::sync::Arc::ptr_eq(&snapshot.auth, &self.snapshot.auth);
+        self.snapshot = snapshot;
+        if auth_changed {
+            self.reauthorize_all();
+        }
     }
 
     fn begin_shutdown(&mut self) {
@@ -92,6 +109,25 @@ impl Shard {
             self.drain_then_close(slot, CloseReason::ServerShutdown);
         }
     }
+}
+
+/// The error line and reason for a connection past one of its deadlines: TLS handshake
+/// (closed without a word, as nats-server), authentication (no CONNECT in time; a CONNECT
+/// under a slow check is not timed out, since it arrived in time), `connection_deadline`.
+fn deadline_passed(conn: &Conn, now: std::time::Instant) -> Option<(&'static str, CloseReason)> {
+    if conn.tls_deadline.is_some_and(|d| now >= d) {
+        return Some(("", CloseReason::TlsHandshakeError));
+    }
+    if !conn.connected && !conn.auth_pending && conn.auth_deadline.is_some_and(|d| now >= d) {
+        return Some(("Authentication Timeout", CloseReason::AuthenticationTimeout));
+    }
+    if conn.expires.is_some_and(|d| now >= d) {
+        return Some((
+            "User Authentication Expired",
+            CloseReason::AuthenticationExpired,
+        ));
+    }
+    None
 }
 
 /// Logs a close in nats-server's words (debug for ordinary closes, as nats-server does;

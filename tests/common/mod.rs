@@ -687,3 +687,300 @@ pub async fn next_msg(sub: &mut async_nats::Subscriber) -> async_nats::Message {
         }
     }
 }
+
+// ---- Processes started by hand: lifecycle, command-line and comparison tests --------------
+
+/// The ringnats binary of this build (never the `RINGNATS_TEST_SERVER` stand-in).
+pub fn ringnats_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ringnats"))
+}
+
+/// nats-server 2.9.10 for comparison runs: `NATS_SERVER_BIN`, else `/usr/sbin/nats-server`,
+/// else `nats-server` on `PATH`; `None` (the comparison is skipped) when there is none.
+pub fn nats_server_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let fixed = PathBuf::from("/usr/sbin/nats-server");
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("nats-server"))
+        .find(|bin| bin.is_file())
+}
+
+/// A fresh 127.0.0.1 port for a test to put in a config file or a `-p` flag.
+pub fn pick_port() -> u16 {
+    free_port()
+}
+
+/// A fresh, empty scratch directory (removed by whoever owns it).
+pub fn scratch_dir() -> PathBuf {
+    unique_dir(free_port())
+}
+
+/// The output of a command that was expected to exit by itself.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with `stdin_data` on its standard input, collecting both outputs; kills it and
+/// panics if it has not exited within `within`.
+pub fn run_to_exit(cmd: &mut Command, stdin_data: &[u8], within: Duration) -> Finished {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    // The child may exit without reading; a broken pipe then is not the test's concern.
+    let _ = stdin.write_all(stdin_data);
+    drop(stdin);
+    let stdout = read_in_thread(child.stdout.take().expect("stdout"));
+    let stderr = read_in_thread(child.stderr.take().expect("stderr"));
+    let status = wait_child(&mut child, within);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} still running after {within:?}");
+    };
+    Finished {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn read_in_thread(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Polls `child` until it exits or `within` passes.
+fn wait_child(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        // No event to block on for a child's exit here but its status; poll briefly.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A broker process started from an explicit command line and config text, with its
+/// combined stdout/stderr in `output.log`; killed on drop (its output printed if the test
+/// panicked). Unlike `Server`, the test controls every argument, can rewrite the config file,
+/// send signals and wait for the exit.
+pub struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    label: String,
+}
+
+/// How to start a `Daemon`.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Program and the arguments before `-c <config>` (e.g. `taskset -c 0 <ringnats>`).
+    pub program: Vec<std::ffi::OsString>,
+    /// The whole config file text.
+    pub config: String,
+    /// Arguments after `-c <config>`.
+    pub args: Vec<String>,
+    /// The 127.0.0.1 port that must answer with INFO before `start` returns.
+    pub port: u16,
+}
+
+impl Launch {
+    /// `bin -c <file> args` with `listen: 127.0.0.1:<fresh port>` and `config_extra`.
+    pub fn listen(bin: &std::path::Path, config_extra: &str, args: &[&str]) -> Launch {
+        let port = free_port();
+        Launch {
+            program: vec![bin.as_os_str().to_owned()],
+            config: format!("listen: 127.0.0.1:{port}\n{config_extra}\n"),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            port,
+        }
+    }
+}
+
+impl Daemon {
+    /// Starts the process and waits until `launch.port` answers with INFO.
+    pub fn start(launch: Launch) -> Daemon {
+        let mut daemon = Daemon::spawn(launch);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Starts the process without waiting for it to listen (for start-up failures).
+    pub fn spawn(launch: Launch) -> Daemon {
+        let dir = unique_dir(launch.port);
+        let conf = dir.join("server.conf");
+        fs::write(&conf, &launch.config).expect("write config");
+        let log = File::create(dir.join("output.log")).expect("create output log");
+        let (program, prefix) = launch.program.split_first().expect("a program");
+        let mut cmd = Command::new(program);
+        cmd.args(prefix).arg("-c").arg(&conf).args(&launch.args);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log);
+        let label = format!("{cmd:?}");
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+        Daemon {
+            child,
+            dir,
+            port: launch.port,
+            label,
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("{} exited with {status}:\n{}", self.label, self.output());
+            }
+            if answers_with_info(addr) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready in {START_TIMEOUT:?}:\n{}",
+                self.label,
+                self.output()
+            );
+            // Polling a port that is not listening yet: there is no event to wait on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The scratch directory (config file, output log); tests may put more files in it.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("server.conf")
+    }
+
+    /// Replaces the config file's text (for a reload).
+    pub fn rewrite_config(&self, text: &str) {
+        fs::write(self.config_path(), text).expect("rewrite config");
+    }
+
+    /// Combined stdout and stderr so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(self.dir.join("output.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit; panics (with its output) if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        match wait_child(&mut self.child, within) {
+            Some(status) => status,
+            None => panic!(
+                "{} still running after {within:?}:\n{}",
+                self.label,
+                self.output()
+            ),
+        }
+    }
+
+    /// Panics (with the output) if the process has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("{} exited with {status}:\n{}", self.label, self.output());
+        }
+    }
+
+    /// Waits until the output holds `count` occurrences of `needle`; returns the output.
+    pub fn wait_output_count(&self, needle: &str, count: usize, within: Duration) -> String {
+        wait_file_count(&self.dir.join("output.log"), needle, count, within)
+    }
+
+    /// Waits until the output contains `needle`; returns the output.
+    pub fn wait_output(&self, needle: &str, within: Duration) -> String {
+        self.wait_output_count(needle, 1, within)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- output of {} ----\n{}", self.label, self.output());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Waits until the file at `path` holds `count` occurrences of `needle`; returns its text.
+pub fn wait_file_count(
+    path: &std::path::Path,
+    needle: &str,
+    count: usize,
+    within: Duration,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has not {count}x {needle:?} after {within:?}:\n{text}",
+            path.display()
+        );
+        // A log line is written by another process; polling the file is the only way to see it.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn answers_with_info(addr: SocketAddr) -> bool {
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let mut conn = RawConn::from_stream(stream);
+    let ready = conn.try_read_line(Instant::now() + Duration::from_secs(1));
+    let _ = conn.stream.shutdown(Shutdown::Both);
+    matches!(ready, Ok(line) if line.starts_with(b"INFO "))
+}
+
+/// A raw connection's INFO JSON, to a 127.0.0.1 port.
+pub fn info_of(port: u16) -> serde_json::Value {
+    RawConn::connect(port).info()
+}

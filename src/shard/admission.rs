@@ -1,0 +1,272 @@
+//! Getting a connection from accept to an authenticated client: INFO (with `auth_required`,
+//! `nonce`, `tls_required`), the TLS handshake inside the reactor, the CONNECT check, slow
+//! (bcrypt) checks on the blocking pool, and re-checks after a reload.
+//!
+//! Cold: runs per connection and per CONNECT. The result is a `ClientIdentity` applied to the
+//! connection (account, compiled permissions, deadline); the hot path only reads that.
+//! Invariant: a connection whose CONNECT is being checked runs no further ops until the
+//! verdict arrives; its input waits in its read buffer.
+
+use std::time::{Instant, SystemTime};
+
+use base64::Engine;
+
+use crate::auth::{AuthFailure, ClientIdentity, Verdict};
+use crate::conn::{CloseReason, ConnFlags};
+use crate::perms::{PermCache, ResponseTracker};
+use crate::protocol::encode;
+use crate::shard::{Shard, mark_dirty};
+use crate::tls::TlsError;
+
+/// The verdict of a slow check, sent back from the blocking pool.
+pub struct AuthResult {
+    pub slot: u32,
+    pub cid: u64,
+    pub result: Result<ClientIdentity, AuthFailure>,
+}
+
+/// nats-server nonce: 11 random bytes, base64url without padding (15 characters).
+const NONCE_BYTES: usize = 11;
+
+impl Shard {
+    /// Sets a new connection up for authentication and queues its INFO.
+    pub(super) fn admit(&mut self, slot: u32) {
+        let snapshot = self.snapshot.clone();
+        let auth = &snapshot.auth;
+        let conn = &mut self.conns[slot as usize];
+        if auth.nonce_required() {
+            let bytes: [u8; NONCE_BYTES] = rand::random();
+            conn.nonce = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+        }
+        let info = self
+            .shared
+            .info_json(&snapshot, conn.cid, &conn.peer, conn.nonce.as_deref());
+        if let Some(tls) = &snapshot.tls {
+            conn.tls = Some(Box::new(tls.new_session()));
+            conn.tls_deadline = Some(self.now + tls.timeout);
+            conn.out.use_sealed();
+            // 2.9.x sends INFO in plaintext, then the client starts the handshake.
+            encode::info(conn.out.sealed_mut(), &info);
+        } else {
+            encode::info(conn.out.pending_mut(), &info);
+        }
+        if auth.connect_required() {
+            conn.parser.set_connect_required(true);
+            // With TLS the timer starts once the handshake is done (nats-server).
+            if conn.tls.is_none() {
+                conn.auth_deadline = Some(self.now + auth.timeout());
+            }
+        } else if let Some(identity) = auth.default_identity() {
+            self.apply_identity(slot, identity);
+        }
+        let conn = &mut self.conns[slot as usize];
+        mark_dirty(&mut self.dirty, conn, slot);
+    }
+
+    /// Ciphertext arrived on a TLS connection: decrypt into the read buffer, queue handshake
+    /// records, then run the plaintext ops.
+    pub(super) fn on_tls_data(&mut self, slot: u32, data: &[u8]) {
+        let conn = &mut self.conns[slot as usize];
+        let Some(tls) = conn.tls.as_mut() else { return };
+        let was_handshaking = tls.is_handshaking();
+        let result = tls.on_receive(data, &mut conn.rbuf, conn.out.sealed_mut());
+        let handshake_done = was_handshaking && !tls.is_handshaking();
+        let peer_closed = tls.is_peer_closed();
+        let identity = if handshake_done {
+            tls.peer_identity()
+        } else {
+            None
+        };
+        mark_dirty(&mut self.dirty, conn, slot);
+        match result {
+            Ok(()) => {}
+            Err(TlsError::NotTls) => {
+                // nats-server closes a plaintext client of a TLS server without a word.
+                tracing::debug!(
+                    "{} - cid:{} - TLS handshake error: not TLS",
+                    conn.peer,
+                    conn.cid
+                );
+                self.close(slot, CloseReason::TlsHandshakeError);
+                return;
+            }
+            Err(err) => {
+                tracing::debug!("{} - cid:{} - TLS error: {err}", conn.peer, conn.cid);
+                // Any alert rustls produced is in the sealed output: send it, then close.
+                self.drain_then_close(slot, CloseReason::TlsHandshakeError);
+                return;
+            }
+        }
+        if handshake_done {
+            conn.tls_deadline = None;
+            conn.cert = identity;
+            if self.snapshot.auth.connect_required() && !conn.connected {
+                conn.auth_deadline = Some(self.now + self.snapshot.auth.timeout());
+            }
+            tracing::debug!("{} - cid:{} - TLS handshake complete", conn.peer, conn.cid);
+        }
+        self.process_rbuf(slot);
+        if peer_closed {
+            self.close(slot, CloseReason::ClientClosed);
+        }
+    }
+
+    /// Checks the credentials of a CONNECT whose options are `flags`.
+    pub(super) fn authenticate(
+        &mut self,
+        slot: u32,
+        connect: &crate::protocol::ConnectOptions,
+        flags: ConnFlags,
+    ) {
+        let snapshot = self.snapshot.clone();
+        let conn = &mut self.conns[slot as usize];
+        let verdict = snapshot.auth.verify(
+            connect,
+            conn.nonce.as_deref(),
+            conn.cert.as_ref(),
+            SystemTime::now(),
+        );
+        match verdict {
+            Verdict::Done(Ok(identity)) => self.accept_connect(slot, flags, identity),
+            Verdict::Done(Err(failure)) => self.refuse_connect(slot, failure),
+            Verdict::Slow(check) => {
+                conn.auth_pending = true;
+                conn.pending_flags = flags;
+                let (slot, cid) = (slot, conn.cid);
+                let sender = self.auth_results_tx.clone();
+                let waker = self.waker.clone();
+                let job = Box::new(move || {
+                    let result = check.run();
+                    let _ = sender.send(AuthResult { slot, cid, result });
+                    waker.wake_always();
+                });
+                if self.shared.pool.submit(job).is_err() {
+                    // The pool is saturated: fail this CONNECT rather than queue without bound.
+                    self.conns[slot as usize].auth_pending = false;
+                    self.refuse_connect(slot, AuthFailure::MissingCredentials);
+                }
+            }
+        }
+    }
+
+    /// Applies verdicts that came back from the blocking pool.
+    pub(super) fn drain_auth_results(&mut self) {
+        while let Ok(AuthResult { slot, cid, result }) = self.auth_results_rx.try_recv() {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            if conn.cid != cid || !conn.auth_pending || !conn.is_open() {
+                continue;
+            }
+            conn.auth_pending = false;
+            let flags = conn.pending_flags;
+            match result {
+                Ok(identity) => {
+                    self.accept_connect(slot, flags, identity);
+                    self.process_rbuf(slot);
+                }
+                Err(failure) => self.refuse_connect(slot, failure),
+            }
+        }
+    }
+
+    fn accept_connect(&mut self, slot: u32, flags: ConnFlags, identity: ClientIdentity) {
+        let conn = &mut self.conns[slot as usize];
+        conn.flags = flags;
+        conn.parser.set_headers(flags.headers);
+        conn.parser.set_connect_required(false);
+        conn.connected = true;
+        conn.auth_deadline = None;
+        if !identity.user.is_empty() {
+            tracing::debug!(
+                "{} - cid:{} - User \"{}\" authenticated",
+                conn.peer,
+                conn.cid,
+                identity.user
+            );
+        }
+        self.apply_identity(slot, identity);
+        self.ok_if_verbose(slot);
+    }
+
+    fn refuse_connect(&mut self, slot: u32, failure: AuthFailure) {
+        let conn = &self.conns[slot as usize];
+        // The reason goes to the debug log only; the client learns nothing more.
+        tracing::debug!(
+            "{} - cid:{} - authentication failed: {failure}",
+            conn.peer,
+            conn.cid
+        );
+        self.close_with_error(
+            slot,
+            "Authorization Violation",
+            CloseReason::AuthenticationViolation,
+        );
+    }
+
+    /// Gives the connection its account, permissions and deadline.
+    fn apply_identity(&mut self, slot: u32, identity: ClientIdentity) {
+        self.ensure_account(identity.account);
+        let now = self.now;
+        let conn = &mut self.conns[slot as usize];
+        conn.account = identity.account;
+        conn.user = identity.user;
+        conn.perm_cache = identity
+            .permissions
+            .as_ref()
+            .map(|_| Box::new(PermCache::new()));
+        conn.responses = identity
+            .permissions
+            .as_ref()
+            .and_then(|p| p.allow_responses())
+            .map(|_| Box::new(ResponseTracker::new()));
+        conn.perms = identity.permissions;
+        conn.expires = identity.deadline.map(|at| instant_of(at, now));
+    }
+
+    /// After a reload: closes connections whose user is gone and gives the others their new
+    /// permissions (nats-server `reloadAuthorization`).
+    pub(super) fn reauthorize_all(&mut self) {
+        let snapshot = self.snapshot.clone();
+        let slots: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.connected && c.is_open())
+            .map(|(slot, _)| slot as u32)
+            .collect();
+        for slot in slots {
+            let conn = &self.conns[slot as usize];
+            let previous = ClientIdentity {
+                account: conn.account,
+                user: conn.user.clone(),
+                permissions: conn.perms.clone(),
+                deadline: None,
+            };
+            match snapshot.auth.reauthorize(&previous) {
+                Some(identity) if identity.account == previous.account => {
+                    self.apply_identity(slot, identity)
+                }
+                _ => {
+                    tracing::debug!(
+                        "{} - cid:{} - no longer authorized after reload",
+                        conn.peer,
+                        conn.cid
+                    );
+                    self.close_with_error(
+                        slot,
+                        "Authorization Violation",
+                        CloseReason::AuthenticationViolation,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The monotonic instant of a wall-clock time (now if it is already past).
+fn instant_of(at: SystemTime, now: Instant) -> Instant {
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => now + ahead,
+        Err(_) => now,
+    }
+}
