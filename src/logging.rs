@@ -8,38 +8,52 @@
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::reload;
 
-type ReloadHandle = reload::Handle<LevelFilter, tracing_subscriber::Registry>;
-static LEVEL: OnceLock<ReloadHandle> = OnceLock::new();
+/// Bit 0: `debug`, bit 1: `trace`. Read by the log filter for each debug/trace event (cold:
+/// those are per connection or behind a per-read trace flag); written on start and reload.
+static LEVELS: AtomicU8 = AtomicU8::new(0);
+const DEBUG_BIT: u8 = 1;
+const TRACE_BIT: u8 = 2;
 
-/// The level the `debug`/`trace` options ask for.
-pub fn level_for(debug: bool, trace: bool) -> LevelFilter {
-    if trace {
-        LevelFilter::TRACE
-    } else if debug {
-        LevelFilter::DEBUG
-    } else {
-        LevelFilter::INFO
+/// Sets which of `[DBG]` and `[TRC]` are shown. As in nats-server they are independent: `-V`
+/// alone shows protocol traces without debug lines.
+pub fn set_levels(debug: bool, trace: bool) {
+    let bits = if debug { DEBUG_BIT } else { 0 } | if trace { TRACE_BIT } else { 0 };
+    LEVELS.store(bits, Ordering::Relaxed);
+    tracing::callsite::rebuild_interest_cache();
+}
+
+fn is_shown(level: &Level) -> bool {
+    let bits = LEVELS.load(Ordering::Relaxed);
+    match *level {
+        Level::TRACE => bits & TRACE_BIT != 0,
+        Level::DEBUG => bits & DEBUG_BIT != 0,
+        _ => true,
     }
 }
 
 /// Installs the global subscriber. Logs go to `logfile` (appended) or standard error.
-pub fn init(level: LevelFilter, logtime: bool, logfile: Option<&Path>) -> std::io::Result<()> {
-    let (filter, handle) = reload::Layer::new(level);
+pub fn init(
+    debug: bool,
+    trace: bool,
+    logtime: bool,
+    logfile: Option<&Path>,
+) -> std::io::Result<()> {
+    set_levels(debug, trace);
+    // Dynamic: the answer changes on reload, so it must not be cached per call site.
+    let filter = tracing_subscriber::filter::dynamic_filter_fn(|meta, _| is_shown(meta.level()));
     let format = NatsFormat {
         logtime,
         pid: std::process::id(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry();
     match logfile {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -50,26 +64,20 @@ pub fn init(level: LevelFilter, logtime: bool, logfile: Option<&Path>) -> std::i
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .event_format(format)
-                .with_writer(writer);
+                .with_writer(writer)
+                .with_filter(filter);
             let _ = registry.with(layer).try_init();
         }
         None => {
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .event_format(format)
-                .with_writer(std::io::stderr);
+                .with_writer(std::io::stderr)
+                .with_filter(filter);
             let _ = registry.with(layer).try_init();
         }
     }
-    let _ = LEVEL.set(handle);
     Ok(())
-}
-
-/// Changes the level at run time (reload of `debug`/`trace`).
-pub fn set_level(level: LevelFilter) {
-    if let Some(handle) = LEVEL.get() {
-        let _ = handle.modify(|l| *l = level);
-    }
 }
 
 struct NatsFormat {

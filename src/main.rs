@@ -54,8 +54,12 @@ fn run_tool(command: &Command) -> ExitCode {
 }
 
 fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
-    let level = logging::level_for(opts.debug, opts.trace);
-    if let Err(err) = logging::init(level, opts.logtime, opts.logfile.as_deref()) {
+    if let Err(err) = logging::init(
+        opts.debug,
+        opts.trace,
+        opts.logtime,
+        opts.logfile.as_deref(),
+    ) {
         logging::early_error(&format!("cannot open log file: {err}"));
         return ExitCode::FAILURE;
     }
@@ -151,7 +155,7 @@ fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
         return current;
     }
     if new.debug != current.debug || new.trace != current.trace {
-        logging::set_level(logging::level_for(new.debug, new.trace));
+        logging::set_levels(new.debug, new.trace);
     }
     for change in &changes.applied {
         tracing::info!("Reloaded: {change}");

@@ -306,6 +306,10 @@ impl Server {
         *guard = Arc::new(snapshot);
         drop(guard);
         self.shared.opts_generation.fetch_add(1, Ordering::AcqRel);
+        // Shards check the generation every turn; wake them so it applies at once.
+        for w in &self.wakers {
+            w.wake_always();
+        }
     }
 
     /// Asks every shard to flush and close its connections, then waits for the threads.

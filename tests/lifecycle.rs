@@ -9,7 +9,6 @@
 //! `port` or an invalid file while it keeps running on the old settings. Every behaviour that
 //! must match nats-server 2.9.10 has a `*_nats_server` sibling running the same check against
 //! it (skipped when it is not installed); nats-server 2.9.10 exits 1 after SIGTERM, so that
-//! sibling does not check the status. Tests marked `#[ignore = "bug: ..."]` are known ringnats
 //! deviations, kept to be un-ignored once fixed. Guards `main.rs`, `logging.rs`, `signals.rs`,
 //! the reload path and the shards' graceful shutdown.
 
@@ -206,7 +205,6 @@ fn check_debug_words(broker: &Broker) {
 }
 
 #[test]
-#[ignore = "bug: -D line ends `created shard=1`; nats-server ends at `created`"]
 fn debug_words_match_nats_server() {
     check_debug_words(&ringnats());
 }
@@ -297,7 +295,6 @@ fn check_trace_words(broker: &Broker) {
 }
 
 #[test]
-#[ignore = "bug: -V traces `SUB foo  1` (two blanks); nats-server traces `SUB foo 1`"]
 fn trace_words_match_nats_server() {
     check_trace_words(&ringnats());
 }
@@ -318,7 +315,6 @@ fn check_trace_alone_has_no_debug(broker: &Broker) {
 }
 
 #[test]
-#[ignore = "bug: -V alone also logs [DBG] lines; nats-server needs -D for them"]
 fn trace_flag_alone_logs_no_debug_lines() {
     check_trace_alone_has_no_debug(&ringnats());
 }
@@ -491,13 +487,11 @@ fn sigint_delivers_accepted_messages_closes_clients_and_exits_0_same_shard() {
 }
 
 #[test]
-#[ignore = "bug: graceful stop drops messages still in the cross-shard mesh"]
 fn sigterm_delivers_accepted_messages_across_shards() {
     check_graceful_stop(&ringnats(), "TERM", Placement::OtherShard, Exit::Zero);
 }
 
 #[test]
-#[ignore = "bug: graceful stop drops messages still in the cross-shard mesh"]
 fn sigint_delivers_accepted_messages_across_shards_and_exits_0() {
     check_graceful_stop(&ringnats(), "INT", Placement::OtherShard, Exit::Zero);
 }
@@ -578,7 +572,6 @@ fn check_reload_max_payload_applies_at_once(broker: &Broker) {
 }
 
 #[test]
-#[ignore = "bug: new INFO keeps the old max_payload until the shard's next tick"]
 fn sighup_reload_applies_max_payload_at_once() {
     check_reload_max_payload_applies_at_once(&ringnats());
 }

@@ -41,6 +41,8 @@ pub enum ShardMsg {
     InterestAck { seq: u64 },
     /// A batch of published messages encoded by `forward::encode` (see `shard/forward.rs`).
     Messages(Vec<u8>),
+    /// The sender is shutting down and will forward nothing more.
+    Quiesced,
 }
 
 impl ShardMsg {

@@ -136,6 +136,8 @@ pub struct Shard {
     next_tick: Instant,
     next_stall_log: Instant,
     shutting_down: Option<Instant>,
+    /// Peers that announced `Quiesced` during a graceful stop.
+    quiesced_peers: usize,
     accepting: bool,
 }
 
@@ -204,6 +206,7 @@ impl Shard {
             next_tick: now + TICK,
             next_stall_log: now,
             shutting_down: None,
+            quiesced_peers: 0,
             accepting: true,
         };
         shard.reactor.push_accept(listener);
@@ -385,6 +388,10 @@ impl Shard {
             return;
         }
         conn.last_activity = self.now;
+        if self.shutting_down.is_some() {
+            // Stopping: no new ops; what was accepted before is still delivered.
+            return;
+        }
         if conn.tls.is_some() {
             self.on_tls_data(slot, data);
             return;
@@ -774,6 +781,7 @@ impl Shard {
             ShardMsg::InterestBarrier { seq } => {
                 self.mesh.send(from, ShardMsg::InterestAck { seq });
             }
+            ShardMsg::Quiesced => self.on_peer_quiesced(),
             ShardMsg::InterestAck { seq } => {
                 let acked = &mut self.acked[usize::from(from.0)];
                 *acked = (*acked).max(seq);
@@ -810,21 +818,7 @@ impl Shard {
         if self.mesh.peer_count() == 0 {
             return false;
         }
-        for (peer, batch) in self.forward.iter_mut().enumerate() {
-            if !batch.is_empty() {
-                let full = std::mem::take(batch);
-                if !self
-                    .mesh
-                    .send(ShardId(peer as u16), ShardMsg::Messages(full))
-                {
-                    tracing::warn!(
-                        shard = self.id.0,
-                        peer,
-                        "cross-shard backlog full; messages dropped"
-                    );
-                }
-            }
-        }
+        self.flush_forward_batches();
         if self.barrier_pending {
             self.barrier_pending = false;
             let seq = self.barrier_next;
@@ -835,6 +829,26 @@ impl Shard {
             }
         }
         self.mesh.flush()
+    }
+
+    /// Hands every non-empty cross-shard batch of this turn to the mesh.
+    fn flush_forward_batches(&mut self) {
+        for (peer, batch) in self.forward.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let full = std::mem::take(batch);
+            if !self
+                .mesh
+                .send(ShardId(peer as u16), ShardMsg::Messages(full))
+            {
+                tracing::warn!(
+                    shard = self.id.0,
+                    peer,
+                    "cross-shard backlog full; messages dropped"
+                );
+            }
+        }
     }
 
     fn ensure_account(&mut self, account: u32) {

@@ -100,10 +100,34 @@ impl Shard {
         }
     }
 
+    /// Graceful stop, phase 1: stop accepting and stop reading client ops, hand what this
+    /// shard has forwarded to the mesh, and tell every peer nothing more will come
+    /// (`Quiesced`, after the last batch on the same ring). Phase 2 (`on_peer_quiesced`)
+    /// closes the clients once every peer said so, so messages in flight between shards still
+    /// reach their subscribers.
     fn begin_shutdown(&mut self) {
         self.shutting_down = Some(self.now + SHUTDOWN_GRACE);
         self.accepting = false;
         self.reactor.push_cancel_fd(self.listener, 0);
+        self.flush_forward_batches();
+        let peers: Vec<_> = self.mesh.peers().collect();
+        for peer in peers {
+            self.mesh.send(peer, crate::shard::mesh::ShardMsg::Quiesced);
+        }
+        if self.quiesced_peers >= self.mesh.peer_count() {
+            self.close_all_for_shutdown();
+        }
+    }
+
+    /// A peer will send no more messages; once all have said so, close every client.
+    pub(super) fn on_peer_quiesced(&mut self) {
+        self.quiesced_peers += 1;
+        if self.shutting_down.is_some() && self.quiesced_peers >= self.mesh.peer_count() {
+            self.close_all_for_shutdown();
+        }
+    }
+
+    fn close_all_for_shutdown(&mut self) {
         let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
         for slot in slots {
             self.drain_then_close(slot, CloseReason::ServerShutdown);
@@ -163,6 +187,15 @@ pub(super) fn log_close(conn: &Conn, reason: CloseReason, limits: &Limits) {
     );
 }
 
+/// An optional argument with its leading blank, or nothing.
+fn with_blank(arg: &[u8]) -> String {
+    if arg.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", String::from_utf8_lossy(arg))
+    }
+}
+
 /// The `-V` protocol trace of one received op, in nats-server's `<<- [OP args]` shape.
 /// CONNECT is traced through `ConnectOptions`' redacting `Debug`, so no secret is printed.
 pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
@@ -179,7 +212,12 @@ pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
             reply,
             payload,
         } => {
-            format!("PUB {} {} {}", show(subject), show(reply), payload.len())
+            format!(
+                "PUB {}{} {}",
+                show(subject),
+                with_blank(reply),
+                payload.len()
+            )
         }
         Op::Hpub {
             subject,
@@ -187,9 +225,9 @@ pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
             headers,
             payload,
         } => format!(
-            "HPUB {} {} {} {}",
+            "HPUB {}{} {} {}",
             show(subject),
-            show(reply),
+            with_blank(reply),
             headers.len(),
             headers.len() + payload.len()
         ),
@@ -198,9 +236,13 @@ pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
             queue,
             sid,
         } => {
-            format!("SUB {} {} {}", show(subject), show(queue), show(sid))
+            format!("SUB {}{} {}", show(subject), with_blank(queue), show(sid))
         }
-        Op::Unsub { sid, max } => format!("UNSUB {} {:?}", show(sid), max),
+        Op::Unsub {
+            sid,
+            max: Some(max),
+        } => format!("UNSUB {} {max}", show(sid)),
+        Op::Unsub { sid, max: None } => format!("UNSUB {}", show(sid)),
         Op::Ping => "PING".to_string(),
         Op::Pong => "PONG".to_string(),
         Op::Info { .. } => "INFO".to_string(),

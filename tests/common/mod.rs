@@ -984,3 +984,178 @@ fn answers_with_info(addr: SocketAddr) -> bool {
 pub fn info_of(port: u16) -> serde_json::Value {
     RawConn::connect(port).info()
 }
+
+// ---- Authentication tests: one check, run against ringnats and against nats-server ---------
+
+/// A broker binary and the arguments it always gets, for checks that run against ringnats and
+/// (as a `*_nats_server` sibling) against nats-server 2.9.10.
+#[derive(Clone, Debug)]
+pub struct BrokerBin {
+    pub bin: PathBuf,
+    pub args: Vec<String>,
+    pub is_ringnats: bool,
+}
+
+impl BrokerBin {
+    /// This build's ringnats with `--shards N`.
+    pub fn ringnats(shards: usize) -> BrokerBin {
+        BrokerBin {
+            bin: ringnats_bin(),
+            args: vec!["--shards".to_owned(), shards.to_string()],
+            is_ringnats: true,
+        }
+    }
+
+    /// nats-server for a comparison run, or `None` (with a note) to skip it.
+    pub fn nats_server() -> Option<BrokerBin> {
+        let Some(bin) = nats_server_bin() else {
+            eprintln!("skipped: no nats-server");
+            return None;
+        };
+        Some(BrokerBin {
+            bin,
+            args: Vec::new(),
+            is_ringnats: false,
+        })
+    }
+
+    /// Starts on a fresh 127.0.0.1 port with `config_extra`, the fixed arguments and `args`.
+    pub fn start(&self, config_extra: &str, args: &[&str]) -> Daemon {
+        Daemon::start(self.launch(config_extra, args))
+    }
+
+    /// The launch `start` would use (to change it before starting).
+    pub fn launch(&self, config_extra: &str, args: &[&str]) -> Launch {
+        let mut all: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        Launch::listen(&self.bin, config_extra, &all)
+    }
+}
+
+/// `nats://127.0.0.1:<port>`.
+pub fn url_of(port: u16) -> String {
+    format!("nats://127.0.0.1:{port}")
+}
+
+/// Connects an async-nats client to `url` with `opts` (no reconnect attempts on the initial
+/// connect); the error is returned, a connect that takes longer than `TIMEOUT` panics.
+pub async fn try_connect_url(
+    url: &str,
+    opts: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let connect = opts.connection_timeout(TIMEOUT).connect(url);
+    tokio::time::timeout(TIMEOUT + Duration::from_secs(1), connect)
+        .await
+        .unwrap_or_else(|_| panic!("async-nats connect to {url} did not end in time"))
+}
+
+/// [`try_connect_url`] to 127.0.0.1:`port`.
+pub async fn try_connect(
+    port: u16,
+    opts: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    try_connect_url(&url_of(port), opts).await
+}
+
+/// A `$2a$` bcrypt hash of `password` at `cost` (4 keeps tests fast).
+pub fn bcrypt_2a(password: &str, cost: u32) -> String {
+    bcrypt::hash_with_result(password, cost)
+        .expect("bcrypt hash")
+        .format_for_version(bcrypt::Version::TwoA)
+}
+
+/// `t` as an RFC 3339 UTC timestamp with whole seconds (`2026-01-01T00:00:00Z`), rounded up.
+pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
+    let since = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time after 1970");
+    let secs = since.as_secs() + u64::from(since.subsec_nanos() > 0);
+    let days = i64::try_from(secs / 86_400).expect("days fit");
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl RawConn {
+    /// Reads the next line within `within`, or the reason there was none.
+    pub fn next_line_within(&mut self, within: Duration) -> Result<Vec<u8>, ReadEnd> {
+        self.try_read_line(Instant::now() + within)
+    }
+
+    /// Asserts the server sends `-ERR '<text>'` and then closes, within `within` (for errors
+    /// that arrive on a timer: auth timeout, expiry).
+    #[track_caller]
+    pub fn expect_err_then_close_within(&mut self, text: &str, within: Duration) {
+        match self.next_line_within(within) {
+            Ok(line) => assert_eq!(show(&line), format!("-ERR '{text}'"), "unexpected line"),
+            Err(end) => panic!("expected -ERR '{text}' within {within:?}, got {end:?}"),
+        }
+        self.expect_closed();
+    }
+}
+
+// ---- TLS and refusals ----------------------------------------------------------------------
+
+/// A raw TLS client (plaintext INFO, then a rustls handshake).
+pub mod tls_client;
+
+impl Nats {
+    /// Connects to `url` (any broker, e.g. a `Daemon`), returning the error instead of
+    /// panicking, for tests that expect a refusal. Bounded by `TIMEOUT`.
+    pub async fn try_connect_url(
+        url: &str,
+        opts: async_nats::ConnectOptions,
+    ) -> Result<Nats, async_nats::ConnectError> {
+        let disconnects = Arc::new(AtomicUsize::new(0));
+        let server_errors = Arc::new(Mutex::new(Vec::new()));
+        let (d, e) = (disconnects.clone(), server_errors.clone());
+        let opts = opts
+            .connection_timeout(TIMEOUT)
+            .event_callback(move |event| {
+                let (d, e) = (d.clone(), e.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            d.fetch_add(1, Ordering::SeqCst);
+                        }
+                        async_nats::Event::ServerError(err) => {
+                            e.lock().expect("lock").push(err.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        let client = tokio::time::timeout(TIMEOUT, opts.connect(url))
+            .await
+            .expect("async-nats connect neither succeeded nor failed in time")?;
+        Ok(Nats {
+            client,
+            disconnects,
+            server_errors,
+        })
+    }
+}
+
+/// Starts nats-server 2.9.10 (for a comparison run) on a fresh port with `config_extra` and
+/// `args`, or returns `None` (with a note) when it is not installed.
+pub fn start_nats_server(config_extra: &str, args: &[&str]) -> Option<Daemon> {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!("skipped: no nats-server");
+        return None;
+    };
+    Some(Daemon::start(Launch::listen(&bin, config_extra, args)))
+}
