@@ -9,8 +9,8 @@
 //! `port` or an invalid file while it keeps running on the old settings. Every behaviour that
 //! must match nats-server 2.9.10 has a `*_nats_server` sibling running the same check against
 //! it (skipped when it is not installed); nats-server 2.9.10 exits 1 after SIGTERM, so that
-//! deviations, kept to be un-ignored once fixed. Guards `main.rs`, `logging.rs`, `signals.rs`,
-//! the reload path and the shards' graceful shutdown.
+//! sibling does not check the exit status. Guards `main.rs`, `logging.rs`, `signals.rs`, the
+//! reload path and the shards' graceful shutdown.
 
 mod common;
 
