@@ -14,6 +14,7 @@
 //!   [`logging`] prints nats-server's log shape.
 //! - [`tools`] holds the `ringnats` subcommands.
 
+pub mod account;
 pub mod auth;
 pub mod blocking;
 pub mod cli;

@@ -81,6 +81,8 @@ pub struct Shared {
     pub listen_addr: SocketAddr,
     /// Where shards send slow authentication checks.
     pub pool: Arc<BlockingPool>,
+    /// Rewrites service-import replies; the same key on every shard.
+    pub replies: crate::account::ReplyMapper,
 }
 
 impl Shared {
@@ -220,6 +222,7 @@ impl Server {
             shard_count,
             server_id,
             pool,
+            replies: crate::account::ReplyMapper::default(),
             snapshot: Mutex::new(Arc::new(snapshot)),
             opts_generation: AtomicU64::new(0),
             connections: AtomicUsize::new(0),

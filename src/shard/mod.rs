@@ -128,6 +128,7 @@ pub struct Shard {
     /// Reused buffers for stream and service import matches.
     import_matches: crate::auth::ImportMatches,
     import_subject: Vec<u8>,
+    import_reply: Vec<u8>,
     opts_generation: u64,
     next_cid: u64,
     rng: u64,
@@ -198,6 +199,7 @@ impl Shard {
             auth_results_rx,
             import_matches: crate::auth::ImportMatches::new(),
             import_subject: Vec::new(),
+            import_reply: Vec::new(),
             opts_generation,
             next_cid: 1,
             rng: seed | 1,
@@ -552,9 +554,30 @@ impl Shard {
         if !self.may_publish(slot, msg.subject) {
             return;
         }
+        if !msg.reply.is_empty() && crate::account::is_reserved_reply(msg.reply) {
+            let reply = String::from_utf8_lossy(msg.reply);
+            let text = format!("Permissions Violation for Publish with Reply of \"{reply}\"");
+            self.send_err(slot, &text);
+            return;
+        }
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
         let echo_skip = if flags.echo { None } else { Some(slot) };
+        if msg.subject.starts_with(crate::account::REPLY_PREFIX) {
+            let shared = self.shared.clone();
+            if let Some((importer, reply)) = shared.replies.decode(msg.subject) {
+                // A reply to a request that came in through a service import.
+                self.route(
+                    importer,
+                    &Published {
+                        subject: reply,
+                        ..msg
+                    },
+                    None,
+                );
+                return;
+            }
+        }
         let mut has_interest = self.route(account, &msg, echo_skip);
         if self.snapshot.auth.imports().has_imports_from_or_to(account) {
             has_interest |= self.route_imports(account, &msg);
@@ -613,15 +636,23 @@ impl Shard {
         }
         self.import_matches = matches;
         let mut subject = std::mem::take(&mut self.import_subject);
+        let mut reply = std::mem::take(&mut self.import_reply);
         subject.clear();
+        reply.clear();
         if let Some(exporter) = imports.service_for(account, msg.subject, &mut subject) {
+            // The responder answers on a rewritten reply that routes back into `account`.
+            if !msg.reply.is_empty() {
+                self.shared.replies.encode(account, msg.reply, &mut reply);
+            }
             let mapped = Published {
                 subject: &subject,
+                reply: &reply,
                 ..*msg
             };
             has_interest |= self.route(exporter, &mapped, None);
         }
         self.import_subject = subject;
+        self.import_reply = reply;
         has_interest
     }
 
