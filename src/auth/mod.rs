@@ -249,38 +249,6 @@ impl AuthConfig {
         (!self.has_auth()).then(anonymous)
     }
 
-    /// After a reload: the identity a connection authenticated as `previous` now has, or `None`
-    /// when its user is gone (the connection is then closed, as nats-server's
-    /// `reloadAuthorization` closes clients that are no longer authorized). Users are matched
-    /// by name (or nkey); a token client stays while a token is configured, since the token it
-    /// sent is not kept.
-    pub fn reauthorize(&self, previous: &ClientIdentity) -> Option<ClientIdentity> {
-        if !self.has_auth() {
-            return Some(anonymous());
-        }
-        let by_name = self
-            .users
-            .get(&previous.user)
-            .or_else(|| self.nkeys.get(&previous.user));
-        if let Some(user) = by_name.filter(|u| u.allows_client) {
-            return Some(user.identity());
-        }
-        if let Some((name, _)) = self
-            .single_user
-            .as_ref()
-            .filter(|(n, _)| *n == previous.user)
-        {
-            return Some(ClientIdentity {
-                user: name.clone(),
-                ..anonymous()
-            });
-        }
-        if self.token.is_some() && previous.user.is_empty() {
-            return Some(anonymous());
-        }
-        None
-    }
-
     /// Checks one CONNECT. `nonce` is the string sent in INFO, `cert` the verified client
     /// certificate, `now` the wall clock (for `connection_deadline`).
     pub fn verify(

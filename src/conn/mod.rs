@@ -148,6 +148,8 @@ pub struct Conn {
     pub responses: Option<Box<ResponseTracker>>,
     /// `connection_deadline`: the connection is closed then.
     pub expires: Option<Instant>,
+    /// The last CONNECT's options, to re-check the credentials after a reload.
+    pub credentials: Option<Box<crate::protocol::ConnectOptions>>,
 }
 
 impl Conn {
@@ -195,12 +197,20 @@ impl Conn {
             perm_cache: None,
             responses: None,
             expires: None,
+            credentials: None,
         }
     }
 
     #[inline]
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
+    }
+
+    /// Whether this connection's ops wait: a slow CONNECT check is running, or a PONG/+OK is
+    /// held for other shards' acknowledgement (later ops would answer out of order).
+    #[inline]
+    pub fn is_input_paused(&self) -> bool {
+        self.auth_pending || !self.held_acks.is_empty()
     }
 
     /// Number of kernel operations that may still touch this connection's buffers.

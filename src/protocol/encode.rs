@@ -91,9 +91,53 @@ fn put_prefix(out: &mut Vec<u8>, op: &[u8], subject: &[u8], sid: &[u8], reply: &
     }
 }
 
+/// `bytes` quoted as Go's `%q` (`strconv.Quote`) writes it, which nats-server uses for the
+/// subjects in its permission errors: printable text as is, `"` and `\\` escaped, control
+/// characters as `\n`, `\t`, `\xNN`..., and bytes that are not UTF-8 as `\xNN`.
+pub fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('"');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    out.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_quote_matches_strconv_quote() {
+        assert_eq!(go_quote(b"foo.bar"), r#""foo.bar""#);
+        assert_eq!(go_quote(b"a\"b"), r#""a\"b""#);
+        assert_eq!(go_quote(b"a\\b"), r#""a\\b""#);
+        assert_eq!(go_quote(b"caf\xc3"), r#""caf\xc3""#);
+        assert_eq!(go_quote(b"\x01\x7f"), r#""\x01\x7f""#);
+        assert_eq!(go_quote("é".as_bytes()), "\"é\"");
+        assert_eq!(go_quote(b"\t\n"), r#""\t\n""#);
+    }
 
     fn encoded(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         let mut out = Vec::new();

@@ -23,6 +23,8 @@ pub struct AuthResult {
     pub slot: u32,
     pub cid: u64,
     pub result: Result<ClientIdentity, AuthFailure>,
+    /// A re-check after a reload (the connection is live), not a CONNECT.
+    pub reauth: bool,
 }
 
 /// nats-server nonce: 11 random bytes, base64url without padding (15 characters).
@@ -120,6 +122,9 @@ impl Shard {
     ) {
         let snapshot = self.snapshot.clone();
         let conn = &mut self.conns[slot as usize];
+        // Kept (secrets redacted from Debug) to re-check the connection after a reload, as
+        // nats-server keeps a client's CONNECT options.
+        conn.credentials = Some(Box::new(connect.clone()));
         let verdict = snapshot.auth.verify(
             connect,
             conn.nonce.as_deref(),
@@ -137,7 +142,12 @@ impl Shard {
                 let waker = self.waker.clone();
                 let job = Box::new(move || {
                     let result = check.run();
-                    let _ = sender.send(AuthResult { slot, cid, result });
+                    let _ = sender.send(AuthResult {
+                        slot,
+                        cid,
+                        result,
+                        reauth: false,
+                    });
                     waker.wake_always();
                 });
                 if self.shared.pool.submit(job).is_err() {
@@ -151,10 +161,22 @@ impl Shard {
 
     /// Applies verdicts that came back from the blocking pool.
     pub(super) fn drain_auth_results(&mut self) {
-        while let Ok(AuthResult { slot, cid, result }) = self.auth_results_rx.try_recv() {
+        while let Ok(AuthResult {
+            slot,
+            cid,
+            result,
+            reauth,
+        }) = self.auth_results_rx.try_recv()
+        {
             let Some(conn) = self.conns.get_mut(slot as usize) else {
                 continue;
             };
+            if reauth {
+                if conn.cid == cid && conn.is_open() {
+                    self.reauthorized(slot, result);
+                }
+                continue;
+            }
             if conn.cid != cid || !conn.auth_pending || !conn.is_open() {
                 continue;
             }
@@ -231,34 +253,106 @@ impl Shard {
         let slots: Vec<u32> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.connected && c.is_open())
+            .filter(|(_, c)| c.is_open() && !c.auth_pending)
             .map(|(slot, _)| slot as u32)
             .collect();
         for slot in slots {
             let conn = &self.conns[slot as usize];
-            let previous = ClientIdentity {
-                account: conn.account,
-                user: conn.user.clone(),
-                permissions: conn.perms.clone(),
-                deadline: None,
-            };
-            match snapshot.auth.reauthorize(&previous) {
-                Some(identity) if identity.account == previous.account => {
-                    self.apply_identity(slot, identity)
+            let Some(credentials) = conn.credentials.as_deref() else {
+                // Never sent CONNECT: fine while no CONNECT is required.
+                if snapshot.auth.connect_required() {
+                    self.close(slot, CloseReason::AuthenticationViolation);
                 }
-                _ => {
-                    tracing::debug!(
-                        "{} - cid:{} - no longer authorized after reload",
-                        conn.peer,
-                        conn.cid
-                    );
-                    self.close_with_error(
+                continue;
+            };
+            let verdict = snapshot.auth.verify(
+                credentials,
+                conn.nonce.as_deref(),
+                conn.cert.as_ref(),
+                SystemTime::now(),
+            );
+            match verdict {
+                Verdict::Done(result) => self.reauthorized(slot, result),
+                Verdict::Slow(check) => {
+                    let (cid, sender, waker) =
+                        (conn.cid, self.auth_results_tx.clone(), self.waker.clone());
+                    let job = Box::new(move || {
+                        let result = check.run();
+                        let _ = sender.send(AuthResult {
+                            slot,
+                            cid,
+                            result,
+                            reauth: true,
+                        });
+                        waker.wake_always();
+                    });
+                    if self.shared.pool.submit(job).is_err() {
+                        self.close(slot, CloseReason::AuthenticationViolation);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the outcome of re-checking a live connection's credentials after a reload:
+    /// new permissions, or a silent close (nats-server closes these as "Client Closed").
+    fn reauthorized(&mut self, slot: u32, result: Result<ClientIdentity, AuthFailure>) {
+        let conn = &self.conns[slot as usize];
+        match result {
+            Ok(identity) if identity.account == conn.account => {
+                self.apply_identity(slot, identity);
+                self.drop_denied_subs(slot);
+            }
+            other => {
+                let failure = other.err();
+                tracing::debug!(
+                    "{} - cid:{} - no longer authorized after reload: {}",
+                    conn.peer,
+                    conn.cid,
+                    failure.map_or("account changed".to_string(), |f| f.to_string())
+                );
+                // nats-server (`reloadAuthorization`): a user that is gone or moved to another
+                // account is closed without a word; credentials that no longer verify get
+                // `Authorization Violation`.
+                match failure {
+                    None | Some(AuthFailure::UnknownUser | AuthFailure::UnknownNkey) => {
+                        self.close(slot, CloseReason::AuthenticationViolation)
+                    }
+                    Some(_) => self.close_with_error(
                         slot,
                         "Authorization Violation",
                         CloseReason::AuthenticationViolation,
-                    );
+                    ),
                 }
             }
+        }
+    }
+
+    /// Removes the subscriptions new permissions no longer allow, telling the client which
+    /// (nats-server `processSubsOnConfigReload`).
+    fn drop_denied_subs(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        let (Some(perms), Some(cache)) = (&conn.perms, conn.perm_cache.as_mut()) else {
+            return;
+        };
+        let mut denied = Vec::new();
+        for &key in conn.subs.values() {
+            let sub = &mut self.subs[key.0 as usize];
+            if cache.can_subscribe(perms, &sub.filter, sub.queue.as_deref()) {
+                sub.filter_deliveries = perms.sub_needs_delivery_filter(&sub.filter);
+            } else {
+                denied.push(key);
+            }
+        }
+        for key in denied {
+            let sub = &self.subs[key.0 as usize];
+            let text = format!(
+                "Permissions Violation for Subscription to {} (sid {})",
+                crate::protocol::encode::go_quote(&sub.filter),
+                crate::protocol::encode::go_quote(&sub.sid)
+            );
+            self.remove_sub(key);
+            self.send_err(slot, &text);
         }
     }
 }

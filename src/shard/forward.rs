@@ -8,9 +8,12 @@
 //!
 //! Record layout (native endian; both ends are the same process):
 //! `account u32 | subject_len u16 | reply_len u16 | headers_len u32 | payload_len u32 |
-//!  plain u8 | queue_count u8 | subject | reply | (queue_len u16, queue)* | headers | payload`
+//!  tried u64 | plain u8 | queue_count u8 | subject | reply | (queue_len u16, queue)* |
+//!  headers | payload`
+//! `tried` is the set of shards (bit per shard id) that already failed to hand the message to a
+//! member of its queue groups; a shard that fails too passes it to one not in the set.
 
-const FIXED_LEN: usize = 4 + 2 + 2 + 4 + 4 + 1 + 1;
+const FIXED_LEN: usize = 4 + 2 + 2 + 4 + 4 + 8 + 1 + 1;
 
 /// One published message as the delivery code sees it.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +32,8 @@ pub struct Forwarded<'a> {
     pub msg: Published<'a>,
     /// Deliver to the receiving shard's plain subscribers.
     pub plain: bool,
+    /// Shards that could not deliver to a member of the queue groups.
+    pub tried: u64,
     queues: &'a [u8],
     queue_count: u8,
 }
@@ -71,6 +76,7 @@ pub fn encode(
     msg: &Published<'_>,
     plain: bool,
     queues: &[&[u8]],
+    tried: u64,
 ) {
     debug_assert!(msg.subject.len() <= usize::from(u16::MAX));
     debug_assert!(msg.reply.len() <= usize::from(u16::MAX));
@@ -89,6 +95,7 @@ pub fn encode(
     batch.extend_from_slice(&(msg.reply.len() as u16).to_ne_bytes());
     batch.extend_from_slice(&(msg.headers.len() as u32).to_ne_bytes());
     batch.extend_from_slice(&(msg.payload.len() as u32).to_ne_bytes());
+    batch.extend_from_slice(&tried.to_ne_bytes());
     batch.push(u8::from(plain));
     batch.push(queues.len() as u8);
     batch.extend_from_slice(msg.subject);
@@ -126,8 +133,11 @@ impl<'a> Iterator for Decoder<'a> {
         let reply_len = usize::from(u16::from_ne_bytes([b[6], b[7]]));
         let headers_len = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]) as usize;
         let payload_len = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]) as usize;
-        let plain = b[16] != 0;
-        let queue_count = b[17];
+        let mut tried = [0u8; 8];
+        tried.copy_from_slice(&b[16..24]);
+        let tried = u64::from_ne_bytes(tried);
+        let plain = b[24] != 0;
+        let queue_count = b[25];
         let mut at = FIXED_LEN;
         let subject = b.get(at..at + subject_len)?;
         at += subject_len;
@@ -153,6 +163,7 @@ impl<'a> Iterator for Decoder<'a> {
                 payload,
             },
             plain,
+            tried,
             queues,
             queue_count,
         })
@@ -178,8 +189,8 @@ mod tests {
             headers: b"NATS/1.0\r\n\r\n",
             payload: b"",
         };
-        encode(&mut batch, 0, &a, true, &[]);
-        encode(&mut batch, 7, &b, false, &[b"workers", b"q2"]);
+        encode(&mut batch, 0, &a, true, &[], 0);
+        encode(&mut batch, 7, &b, false, &[b"workers", b"q2"], 0b101);
         let got: Vec<_> = Decoder::new(&batch).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].msg.subject, b"foo.bar");
@@ -188,6 +199,8 @@ mod tests {
         assert!(got[0].plain);
         assert_eq!(got[0].queues().count(), 0);
         assert_eq!(got[1].account, 7);
+        assert_eq!(got[1].tried, 0b101);
+        assert_eq!(got[0].tried, 0);
         assert_eq!(got[1].msg.headers, b"NATS/1.0\r\n\r\n");
         assert!(!got[1].plain);
         let queues: Vec<_> = got[1].queues().collect();
@@ -203,7 +216,7 @@ mod tests {
             headers: b"",
             payload: b"12345",
         };
-        encode(&mut batch, 0, &a, true, &[b"q"]);
+        encode(&mut batch, 0, &a, true, &[b"q"], 0);
         for cut in 0..batch.len() {
             assert_eq!(Decoder::new(&batch[..cut]).count(), 0, "cut at {cut}");
         }

@@ -398,7 +398,7 @@ impl Shard {
             self.on_tls_data(slot, data);
             return;
         }
-        if conn.rbuf.is_empty() && !conn.auth_pending {
+        if conn.rbuf.is_empty() && !conn.is_input_paused() {
             // Fast path: parse straight out of the kernel's buffer, keep only the tail.
             let used = self.process_input(slot, data);
             if let Some(conn) = self.conns.get_mut(slot as usize).filter(|c| c.is_open()) {
@@ -417,7 +417,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        if conn.rbuf.is_empty() || conn.auth_pending {
+        if conn.rbuf.is_empty() || conn.is_input_paused() {
             return;
         }
         let buf = std::mem::take(&mut conn.rbuf);
@@ -438,7 +438,7 @@ impl Shard {
         let mut used = 0;
         loop {
             let conn = &mut self.conns[slot as usize];
-            if !conn.is_open() || conn.auth_pending {
+            if !conn.is_open() || conn.is_input_paused() {
                 return used;
             }
             match conn.parser.parse(&data[used..]) {
@@ -555,8 +555,8 @@ impl Shard {
             return;
         }
         if !msg.reply.is_empty() && crate::account::is_reserved_reply(msg.reply) {
-            let reply = String::from_utf8_lossy(msg.reply);
-            let text = format!("Permissions Violation for Publish with Reply of \"{reply}\"");
+            let reply = encode::go_quote(msg.reply);
+            let text = format!("Permissions Violation for Publish with Reply of {reply}");
             self.send_err(slot, &text);
             return;
         }
@@ -605,9 +605,9 @@ impl Shard {
         if replied {
             return true;
         }
-        let subject = String::from_utf8_lossy(subject);
+        let subject = encode::go_quote(subject);
         tracing::debug!(
-            "{} - cid:{} - Publish Violation - User {:?}, Subject {:?}",
+            "{} - cid:{} - Publish Violation - User {:?}, Subject {}",
             conn.peer,
             conn.cid,
             conn.user,
@@ -615,7 +615,7 @@ impl Shard {
         );
         self.send_err(
             slot,
-            &format!("Permissions Violation for Publish to \"{subject}\""),
+            &format!("Permissions Violation for Publish to {subject}"),
         );
         false
     }
@@ -692,6 +692,7 @@ impl Shard {
             out.deliver_one(key, &msg, echo_skip);
         }
         let mut picks = QueuePicks::new();
+        let mut tried: u64 = 0;
         for group in &local.queues {
             let remote_members = remote
                 .and_then(|r| r.queues.iter().find(|g| g.name == group.name))
@@ -703,7 +704,14 @@ impl Shard {
                 as usize;
             match choice.checked_sub(group.members.len()) {
                 None => {
-                    out.deliver_queue(&group.members, choice, &msg, echo_skip);
+                    let delivered = out.deliver_queue(&group.members, choice, &msg, echo_skip);
+                    if !delivered && !remote_members.is_empty() {
+                        // No local member could take it (echo off, permissions): another
+                        // shard's members may.
+                        tried |= 1 << self.id.0;
+                        let r = (next_random(&mut self.rng) % remote_members.len() as u64) as usize;
+                        picks.push((remote_members[r], &group.name));
+                    }
                 }
                 Some(r) => picks.push((remote_members[r], &group.name)),
             }
@@ -716,7 +724,14 @@ impl Shard {
                 let choice = (next_random(&mut self.rng) % group.members.len() as u64) as usize;
                 picks.push((group.members[choice], &group.name));
             }
-            forward_to_peers(&remote.plain, &picks, &mut self.forward, account, &msg);
+            forward_to_peers(
+                &remote.plain,
+                &picks,
+                &mut self.forward,
+                account,
+                &msg,
+                tried,
+            );
         }
         drop(picks);
         if has_peers {
@@ -839,8 +854,36 @@ impl Shard {
                 limits: &self.limits,
                 now: self.now,
             };
-            out.deliver_forwarded(local, &fwd, &mut self.rng);
+            let failed = out.deliver_forwarded(local, &fwd, &mut self.rng);
+            if !failed.is_empty() {
+                self.pass_queue_on(&fwd, &failed);
+            }
             self.after_op();
+        }
+    }
+
+    /// None of this shard's members of these queue groups could take the message: hand it to
+    /// a shard with members that has not tried yet, or drop it when none is left.
+    fn pass_queue_on(&mut self, fwd: &forward::Forwarded<'_>, failed: &[&[u8]]) {
+        let tried = fwd.tried | (1 << self.id.0);
+        let remote = &mut self.accounts[fwd.account as usize].remote;
+        let matches = remote.matches(fwd.msg.subject);
+        for &name in failed {
+            let Some(group) = matches.queues.iter().find(|g| &*g.name == name) else {
+                continue;
+            };
+            let untried: smallvec::SmallVec<[ShardId; 8]> = group
+                .members
+                .iter()
+                .copied()
+                .filter(|s| tried & (1 << s.0) == 0)
+                .collect();
+            if untried.is_empty() {
+                continue;
+            }
+            let pick = untried[(next_random(&mut self.rng) % untried.len() as u64) as usize];
+            let batch = &mut self.forward[usize::from(pick.0)];
+            forward::encode(batch, fwd.account, &fwd.msg, false, &[name], tried);
         }
     }
 
@@ -1064,23 +1107,33 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn deliver_forwarded(
+    /// Delivers a message forwarded by another shard; returns the queue groups none of whose
+    /// members here could take it.
+    fn deliver_forwarded<'m>(
         &mut self,
         matches: &Matches<SubKey>,
-        fwd: &forward::Forwarded<'_>,
+        fwd: &forward::Forwarded<'m>,
         rng: &mut u64,
-    ) {
+    ) -> smallvec::SmallVec<[&'m [u8]; 2]> {
         if fwd.plain {
             for &key in &matches.plain {
                 self.deliver_one(key, &fwd.msg, None);
             }
         }
+        let mut failed = smallvec::SmallVec::new();
         for name in fwd.queues() {
-            if let Some(group) = matches.queues.iter().find(|g| &*g.name == name) {
-                let start = (next_random(rng) % group.members.len() as u64) as usize;
-                self.deliver_queue(&group.members, start, &fwd.msg, None);
+            let delivered = match matches.queues.iter().find(|g| &*g.name == name) {
+                Some(group) => {
+                    let start = (next_random(rng) % group.members.len() as u64) as usize;
+                    self.deliver_queue(&group.members, start, &fwd.msg, None)
+                }
+                None => false,
+            };
+            if !delivered {
+                failed.push(name);
             }
         }
+        failed
     }
 
     /// Delivers to one member of a queue group, starting at `start` and moving on past
@@ -1166,6 +1219,7 @@ fn forward_to_peers(
     batches: &mut [Vec<u8>],
     account: u32,
     msg: &Published<'_>,
+    tried: u64,
 ) {
     let mut plain_mask: u64 = 0;
     for shard in plain {
@@ -1193,6 +1247,7 @@ fn forward_to_peers(
             msg,
             plain,
             &names,
+            tried,
         );
     }
 }

@@ -164,12 +164,14 @@ impl Shard {
         min
     }
 
-    /// Sends the acknowledgements held for connections whose interest is now everywhere.
+    /// Sends the acknowledgements held for connections whose interest is now everywhere, then
+    /// runs the ops that waited behind them.
     pub(super) fn release_pongs(&mut self) {
         if self.pong_waiters.is_empty() {
             return;
         }
         let acked = self.acked_everywhere();
+        let mut released = Vec::new();
         let mut waiters = std::mem::take(&mut self.pong_waiters);
         waiters.retain(|&slot| {
             let Some(conn) = self.conns.get_mut(slot as usize) else {
@@ -185,9 +187,13 @@ impl Shard {
                 conn.out.pending_mut().extend_from_slice(line);
             }
             mark_dirty(&mut self.dirty, conn, slot);
+            released.push(slot);
             false
         });
         self.pong_waiters = waiters;
+        for slot in released {
+            self.process_rbuf(slot);
+        }
     }
 
     pub(super) fn remove_sub(&mut self, key: SubKey) {
@@ -241,12 +247,12 @@ impl Shard {
 
 /// nats-server's words for a refused SUB (`sendErr` in `processSub`).
 fn subscribe_violation(filter: &[u8], queue: &[u8]) -> String {
-    let filter = String::from_utf8_lossy(filter);
+    let filter = encode::go_quote(filter);
     if queue.is_empty() {
-        format!("Permissions Violation for Subscription to \"{filter}\"")
+        format!("Permissions Violation for Subscription to {filter}")
     } else {
-        let queue = String::from_utf8_lossy(queue);
-        format!("Permissions Violation for Subscription to \"{filter}\" using queue \"{queue}\"")
+        let queue = encode::go_quote(queue);
+        format!("Permissions Violation for Subscription to {filter} using queue {queue}")
     }
 }
 

@@ -4,8 +4,9 @@
 //! Cold, test-only. `TlsRawConn` mirrors `RawConn` (every read bounded by a deadline, so a test
 //! waiting for something that never comes fails instead of hanging) for servers that require
 //! TLS. Invariant: it never reads past the INFO line before the handshake starts, so no TLS
-//! byte is ever consumed as plaintext; and a refusal is anything that ends the connection
-//! without a protocol line (a failed handshake, an alert, EOF).
+//! byte is ever consumed as plaintext. `Admission` tells the three answers to `CONNECT` +
+//! `PING` apart: `PONG`, another line (an `-ERR`), or an end without a line (a failed
+//! handshake, an alert, EOF). `Pki` (feature `test-pki`) makes certificates per test.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -71,6 +72,8 @@ pub struct TlsRawConn {
     buf: Vec<u8>,
     /// The plaintext INFO line, without `\r\n`.
     pub info_line: Vec<u8>,
+    /// Whether server PINGs are answered and skipped by the read functions (default on).
+    auto_pong: bool,
 }
 
 impl TlsRawConn {
@@ -88,7 +91,83 @@ impl TlsRawConn {
             tls: StreamOwned::new(conn, stream),
             buf: Vec::new(),
             info_line,
+            auto_pong: true,
         })
+    }
+
+    /// Like [`TlsRawConn::connect`], with `early` plaintext handed to rustls before the
+    /// handshake: it leaves in the same write as the client's `Finished`, so the server gets
+    /// the end of the handshake and the first protocol bytes in one read.
+    pub fn connect_early(
+        port: u16,
+        config: Arc<ClientConfig>,
+        early: &[u8],
+    ) -> Result<TlsRawConn, io::Error> {
+        let (mut stream, info_line) = connect_read_info(port);
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        conn.writer().write_all(early)?;
+        while conn.is_handshaking() || conn.wants_write() {
+            conn.complete_io(&mut stream)?;
+        }
+        Ok(TlsRawConn {
+            tls: StreamOwned::new(conn, stream),
+            buf: Vec::new(),
+            info_line,
+            auto_pong: true,
+        })
+    }
+
+    /// Like [`TlsRawConn::connect`], but every handshake byte the client sends goes out in
+    /// its own write of at most `chunk` bytes.
+    pub fn connect_trickle(
+        port: u16,
+        config: Arc<ClientConfig>,
+        chunk: usize,
+    ) -> Result<TlsRawConn, io::Error> {
+        let (mut stream, info_line) = connect_read_info(port);
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut Trickle {
+                stream: &mut stream,
+                chunk,
+            })?;
+        }
+        Ok(TlsRawConn {
+            tls: StreamOwned::new(conn, stream),
+            buf: Vec::new(),
+            info_line,
+            auto_pong: true,
+        })
+    }
+
+    /// Sends a TLS `close_notify` alert (the client's orderly end of the session).
+    pub fn send_close_notify(&mut self) {
+        self.tls.conn.send_close_notify();
+        self.tls.flush().expect("flush close_notify");
+    }
+
+    /// When on (the default), a server `PING` is answered with `PONG` and skipped.
+    pub fn set_auto_pong(&mut self, on: bool) {
+        self.auto_pong = on;
+    }
+
+    /// Reads and discards everything until the server ends the connection; returns the
+    /// plaintext bytes discarded. Panics if it is still open after `within`.
+    pub fn drain_until_closed(&mut self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        let mut total = std::mem::take(&mut self.buf).len();
+        loop {
+            match self.fill(deadline) {
+                Ok(n) => {
+                    total += n;
+                    self.buf.clear();
+                }
+                Err(ReadEnd::Closed(_)) => return total,
+                Err(ReadEnd::Timeout) => panic!("still open after draining {total} bytes"),
+            }
+        }
     }
 
     /// The INFO JSON object.
@@ -119,7 +198,7 @@ impl TlsRawConn {
             if let Some(pos) = memchr::memmem::find(&self.buf, b"\r\n") {
                 let line = self.buf[..pos].to_vec();
                 self.buf.drain(..pos + 2);
-                if line == b"PING" {
+                if self.auto_pong && line == b"PING" {
                     self.send(b"PONG\r\n");
                     continue;
                 }
@@ -234,6 +313,30 @@ impl TlsRawConn {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
             Err(e) => Err(ReadEnd::Closed(Some(e))),
         }
+    }
+}
+
+/// A socket that writes at most `chunk` bytes per call, each in its own `send`.
+struct Trickle<'a> {
+    stream: &'a mut TcpStream,
+    chunk: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Trickle<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk);
+        self.stream.write_all(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }
 

@@ -1,0 +1,239 @@
+//! Reloading the users on SIGHUP: removed users are cut off, remaining users stay, added users
+//! get in.
+//!
+//! Each check starts the real binary as a `Daemon` (ringnats with `--shards 2`) and also runs
+//! as a `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed).
+//! Several raw connections per user are opened so that each ringnats shard holds some. After the
+//! config file loses user `gone` and gains user `added`, SIGHUP and the `Reloaded server
+//! configuration` log line: every live connection of `gone` receives `-ERR 'Authorization
+//! Violation'` and is closed; every connection of `keep` still answers PING (and a plain
+//! `keep` subscriber still receives); `gone` can no longer log in; `added` can. nats-server
+//! 2.9.10 closes the removed user's connections without the `-ERR` line (see the check); ringnats
+//! sends it. As nats-server re-checks every live client with the credentials of its CONNECT, a
+//! changed password or a replaced token closes the connections made with the old one
+//! (`-ERR 'Authorization Violation'`), while a reload that leaves the credentials alone
+//! disturbs nobody. Every wait ends on the event or on a deadline. Guards `AuthConfig::reauthorize`,
+//! `Shard::reauthorize_all` and the reload path of `main.rs`.
+
+mod common;
+
+use common::{BrokerBin, Daemon, RawConn, TIMEOUT};
+
+const RELOAD_OK: &str = "Reloaded server configuration";
+/// Connections per user: with two shards, some land on each.
+const CONNS_PER_USER: usize = 4;
+
+fn ringnats() -> BrokerBin {
+    BrokerBin::ringnats(2)
+}
+
+fn users_conf(users: &[(&str, &str)]) -> String {
+    let entries: Vec<String> = users
+        .iter()
+        .map(|(u, p)| format!("    {{user: {u}, password: {p}}}"))
+        .collect();
+    format!(
+        "authorization {{\n  users: [\n{}\n  ]\n}}",
+        entries.join("\n")
+    )
+}
+
+fn full_config(server: &Daemon, body: &str) -> String {
+    format!("listen: 127.0.0.1:{}\n{body}\n", server.port())
+}
+
+/// Rewrites the config, sends SIGHUP and waits for the `count`-th reload line.
+fn reload(server: &Daemon, body: &str, count: usize) {
+    server.rewrite_config(&full_config(server, body));
+    server.signal("HUP");
+    server.wait_output_count(RELOAD_OK, count, TIMEOUT);
+}
+
+fn login(server: &Daemon, user: &str, pass: &str) -> RawConn {
+    let mut conn = RawConn::connect(server.port());
+    conn.send_connect(&format!(
+        r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{pass}"}}"#
+    ));
+    conn
+}
+
+fn logins(server: &Daemon, user: &str, pass: &str) -> Vec<RawConn> {
+    (0..CONNS_PER_USER)
+        .map(|_| {
+            let mut conn = login(server, user, pass);
+            conn.expect_open();
+            conn
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_refused(server: &Daemon, user: &str, pass: &str) {
+    let mut conn = login(server, user, pass);
+    conn.send(b"PING\r\n");
+    conn.expect_err("Authorization Violation");
+    conn.expect_closed();
+}
+
+fn check_removed_user_is_cut_off(broker: &BrokerBin) {
+    let before = users_conf(&[("keep", "keeppw"), ("gone", "gonepw")]);
+    let server = broker.start(&before, &[]);
+    let mut keep = logins(&server, "keep", "keeppw");
+    let mut gone = logins(&server, "gone", "gonepw");
+    let mut keep_sub = login(&server, "keep", "keeppw");
+    keep_sub.send(b"SUB r.x 1\r\n");
+    assert!(keep_sub.ping_pong().is_empty());
+    assert_refused(&server, "added", "addedpw");
+
+    reload(
+        &server,
+        &users_conf(&[("keep", "keeppw"), ("added", "addedpw")]),
+        1,
+    );
+
+    for conn in gone.iter_mut() {
+        // nats-server 2.9.10 closes a removed user's connections without a word: its
+        // `reloadAuthorization` counts them as "moved to another account" and closes them
+        // with reason `Client Closed` before the `authViolation` pass. ringnats does the same.
+        conn.expect_closed();
+    }
+    for conn in &mut keep {
+        conn.expect_open();
+    }
+    keep[0].send(b"PUB r.x 4\r\nstay\r\n");
+    keep_sub.expect_msg("r.x", "1", None, b"stay");
+
+    assert_refused(&server, "gone", "gonepw");
+    for _ in 0..CONNS_PER_USER {
+        login(&server, "added", "addedpw").expect_open();
+    }
+    assert_refused(&server, "added", "wrong");
+}
+
+#[test]
+fn removed_user_is_closed_remaining_stays_added_gets_in() {
+    check_removed_user_is_cut_off(&ringnats());
+}
+
+#[test]
+fn removed_user_is_closed_remaining_stays_added_gets_in_nats_server() {
+    if let Some(nats) = BrokerBin::nats_server() {
+        check_removed_user_is_cut_off(&nats);
+    }
+}
+
+/// nats-server re-checks every live client against the new users with the credentials of its
+/// CONNECT (`isClientAuthorized`): a changed password cuts off the connections that logged in
+/// with the old one (`-ERR 'Authorization Violation'`), other users stay.
+fn check_password_change(broker: &BrokerBin) {
+    let conf = users_conf(&[("pat", "oldpw"), ("keep", "keeppw")]);
+    let server = broker.start(&conf, &[]);
+    let mut live = logins(&server, "pat", "oldpw");
+    let mut keep = logins(&server, "keep", "keeppw");
+    reload(
+        &server,
+        &users_conf(&[("pat", "newpw"), ("keep", "keeppw")]),
+        1,
+    );
+    for (i, conn) in live.iter_mut().enumerate() {
+        match conn.next_line_within(TIMEOUT) {
+            Ok(line) => assert_eq!(
+                common::show(&line),
+                "-ERR 'Authorization Violation'",
+                "connection {i} with the old password"
+            ),
+            Err(end) => panic!("connection {i} with the old password: {end:?}"),
+        }
+        conn.expect_closed();
+    }
+    for conn in &mut keep {
+        conn.expect_open();
+    }
+    login(&server, "pat", "newpw").expect_open();
+    assert_refused(&server, "pat", "oldpw");
+}
+
+#[test]
+fn password_change_closes_connections_made_with_the_old_password() {
+    check_password_change(&ringnats());
+}
+
+#[test]
+fn password_change_closes_connections_made_with_the_old_password_nats_server() {
+    if let Some(nats) = BrokerBin::nats_server() {
+        check_password_change(&nats);
+    }
+}
+
+fn token_login(server: &Daemon, token: &str) -> RawConn {
+    let mut conn = RawConn::connect(server.port());
+    conn.send_connect(&format!(
+        r#"{{"verbose":false,"pedantic":false,"auth_token":"{token}"}}"#
+    ));
+    conn
+}
+
+/// As for passwords: clients of a replaced token are cut off, new ones need the new token.
+fn check_token_change(broker: &BrokerBin) {
+    let server = broker.start("authorization { token: first }", &[]);
+    let mut live: Vec<RawConn> = (0..CONNS_PER_USER)
+        .map(|_| {
+            let mut conn = token_login(&server, "first");
+            conn.expect_open();
+            conn
+        })
+        .collect();
+    reload(&server, "authorization { token: second }", 1);
+    for (i, conn) in live.iter_mut().enumerate() {
+        match conn.next_line_within(TIMEOUT) {
+            Ok(line) => assert_eq!(
+                common::show(&line),
+                "-ERR 'Authorization Violation'",
+                "connection {i} with the old token"
+            ),
+            Err(end) => panic!("connection {i} with the old token: {end:?}"),
+        }
+        conn.expect_closed();
+    }
+    token_login(&server, "second").expect_open();
+    let mut old = token_login(&server, "first");
+    old.send(b"PING\r\n");
+    old.expect_err("Authorization Violation");
+    old.expect_closed();
+}
+
+#[test]
+fn token_change_closes_connections_made_with_the_old_token() {
+    check_token_change(&ringnats());
+}
+
+#[test]
+fn token_change_closes_connections_made_with_the_old_token_nats_server() {
+    if let Some(nats) = BrokerBin::nats_server() {
+        check_token_change(&nats);
+    }
+}
+
+/// A reload that leaves the credentials alone disturbs nobody.
+fn check_unrelated_reload(broker: &BrokerBin) {
+    let conf = users_conf(&[("pat", "patpw")]);
+    let server = broker.start(&format!("{conf}\nmax_payload: 1024"), &[]);
+    let mut live = logins(&server, "pat", "patpw");
+    reload(&server, &format!("{conf}\nmax_payload: 2048"), 1);
+    login(&server, "pat", "patpw").expect_open();
+    for conn in &mut live {
+        conn.expect_open();
+    }
+}
+
+#[test]
+fn reload_without_auth_changes_keeps_everyone() {
+    check_unrelated_reload(&ringnats());
+}
+
+#[test]
+fn reload_without_auth_changes_keeps_everyone_nats_server() {
+    if let Some(nats) = BrokerBin::nats_server() {
+        check_unrelated_reload(&nats);
+    }
+}
