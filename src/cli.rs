@@ -130,12 +130,120 @@ pub struct Cli {
 }
 
 /// Subcommands next to running the server.
+// Parsed once per process, so `Bench` being larger than the others costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Hash a password with bcrypt for use in a config file.
     Passwd(PasswdArgs),
     /// Generate an nkey pair.
     Keygen(KeygenArgs),
+    /// Load-test a NATS server (ringnats or nats-server), in the shape of `nats bench`.
+    Bench(BenchArgs),
+}
+
+/// `ringnats bench [SUBJECT]`: publishers, subscribers, queue groups, request/reply latency
+/// and connection storms, reported as `nats bench` reports them.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct BenchArgs {
+    /// Subject to publish to and subscribe on.
+    #[arg(default_value = "bench")]
+    pub subject: String,
+
+    /// Server URL: nats://host:port (tls://host:port forces TLS).
+    #[arg(short = 's', long = "server", default_value = "nats://127.0.0.1:4222")]
+    pub server: String,
+
+    /// Publishers (default 1 when --sub is not given either; requesters with --request).
+    #[arg(long = "pub", value_name = "N")]
+    pub pubs: Option<usize>,
+
+    /// Subscribers (repliers with --request and --reply; default 1 there).
+    #[arg(long = "sub", value_name = "M")]
+    pub subs: Option<usize>,
+
+    /// Subscribers join this queue group (a queue group receives --msgs in total).
+    #[arg(long = "queue", value_name = "NAME")]
+    pub queue: Option<String>,
+
+    /// Request/reply latency: --pub requesters, --sub in-process repliers (0: repliers run
+    /// elsewhere, e.g. `ringnats bench --reply`).
+    #[arg(long = "request")]
+    pub request: bool,
+
+    /// Only reply to requests on SUBJECT (for a `--request --sub 0` run elsewhere).
+    #[arg(long = "reply")]
+    pub reply: bool,
+
+    /// Connection storm: connects per second (CONNECT, PING/PONG, close) by --workers.
+    #[arg(long = "connect-storm")]
+    pub connect_storm: bool,
+
+    /// Connection storm workers (default 4).
+    #[arg(long = "workers", value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Messages to publish in total, split over publishers (default 100,000).
+    #[arg(long = "msgs", value_name = "N")]
+    pub msgs: Option<u64>,
+
+    /// Message size: 16, 16b, 16kb, 1mb.
+    #[arg(
+        long = "size",
+        value_name = "SIZE",
+        default_value = "128",
+        value_parser = crate::tools::bench::units::parse_size
+    )]
+    pub size: usize,
+
+    /// Run for this long instead of a fixed count (5s, 500ms, 1m); with --msgs, whichever
+    /// comes first.
+    #[arg(
+        long = "duration",
+        value_name = "DURATION",
+        value_parser = crate::tools::bench::units::parse_duration
+    )]
+    pub duration: Option<Duration>,
+
+    /// Write the samples as CSV (nats bench columns) to FILE.
+    #[arg(long = "csv", value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Never draw the progress bar.
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+
+    /// Authentication token.
+    #[arg(long = "token", value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// User name.
+    #[arg(long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Password.
+    #[arg(long = "password", value_name = "PASSWORD")]
+    pub password: Option<String>,
+
+    /// File holding a user nkey seed (signs the server nonce).
+    #[arg(long = "nkey", value_name = "SEEDFILE")]
+    pub nkey: Option<PathBuf>,
+
+    /// Credentials file: user JWT and nkey seed.
+    #[arg(long = "creds", value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+
+    /// CA certificate (PEM) that signed the server certificate.
+    #[arg(long = "tlsca", value_name = "FILE")]
+    pub tlsca: Option<PathBuf>,
+
+    /// Client certificate (PEM).
+    #[arg(long = "tlscert", value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+
+    /// Client private key (PEM).
+    #[arg(long = "tlskey", value_name = "FILE")]
+    pub tlskey: Option<PathBuf>,
 }
 
 /// `ringnats passwd`.
@@ -495,10 +603,14 @@ mod tests {
                 kind: KeyKind::User
             }))
         );
-        assert!(
-            Cli::try_parse_from(["ringnats", "bench"]).is_err(),
-            "bench is not built yet"
-        );
+        assert!(matches!(
+            cli(&["bench", "--pub", "2", "--size", "16kb"]).effective_command(),
+            Some(Command::Bench(BenchArgs {
+                pubs: Some(2),
+                size: 16384,
+                ..
+            }))
+        ));
         assert_eq!(cli(&[]).effective_command(), None);
         assert!(Cli::try_parse_from(["ringnats", "keygen", "bogus"]).is_err());
     }

@@ -1,7 +1,9 @@
-//! The `ringnats` subcommands: `passwd` (bcrypt a password) and `keygen` (nkey pairs).
+//! The `ringnats` subcommands: `passwd` (bcrypt a password), `keygen` (nkey pairs) and
+//! `bench` (a load generator).
 //!
-//! Cold: each runs once and exits; none touches the server.
+//! Cold: each runs once and exits; none is part of the server (`bench` is a client of one).
 
+pub mod bench;
 pub mod keygen;
 pub mod passwd;
 
@@ -12,5 +14,6 @@ pub fn run(command: &Command) -> Result<(), String> {
     match command {
         Command::Passwd(args) => passwd::run(args.cost),
         Command::Keygen(args) => keygen::run(args.kind),
+        Command::Bench(args) => bench::run(args),
     }
 }
