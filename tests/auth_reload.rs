@@ -5,15 +5,15 @@
 //! as a `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed).
 //! Several raw connections per user are opened so that each ringnats shard holds some. After the
 //! config file loses user `gone` and gains user `added`, SIGHUP and the `Reloaded server
-//! configuration` log line: every live connection of `gone` receives `-ERR 'Authorization
-//! Violation'` and is closed; every connection of `keep` still answers PING (and a plain
-//! `keep` subscriber still receives); `gone` can no longer log in; `added` can. nats-server
-//! 2.9.10 closes the removed user's connections without the `-ERR` line (see the check); ringnats
-//! sends it. As nats-server re-checks every live client with the credentials of its CONNECT, a
-//! changed password or a replaced token closes the connections made with the old one
-//! (`-ERR 'Authorization Violation'`), while a reload that leaves the credentials alone
-//! disturbs nobody. Every wait ends on the event or on a deadline. Guards `AuthConfig::reauthorize`,
-//! `Shard::reauthorize_all` and the reload path of `main.rs`.
+//! configuration` log line: every live connection of `gone` is closed (without an `-ERR` line:
+//! nats-server 2.9.10 counts a removed user's clients as moved to another account and closes
+//! them as `Client Closed`); every connection of `keep` still answers PING (and a plain `keep`
+//! subscriber still receives); `gone` can no longer log in; `added` can. As nats-server re-checks
+//! every live client with the credentials of its CONNECT, a changed password or a replaced token
+//! closes the connections made with the old one (`-ERR 'Authorization Violation'`), while a
+//! reload that leaves the credentials alone disturbs nobody. Every wait ends on the event or on a
+//! deadline. Guards `AuthConfig::reauthorize`, `Shard::reauthorize_all` and the reload path of
+//! `main.rs`.
 
 mod common;
 
