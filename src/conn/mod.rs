@@ -85,6 +85,15 @@ impl Default for ConnFlags {
     }
 }
 
+/// A publisher held back because a subscriber it feeds is past half its `max_pending`
+/// (nats-server `stalledWait`).
+#[derive(Clone, Copy, Debug)]
+pub struct Stall {
+    pub consumer: u32,
+    pub consumer_cid: u64,
+    pub until: Instant,
+}
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum ConnState {
@@ -148,6 +157,8 @@ pub struct Conn {
     pub responses: Option<Box<ResponseTracker>>,
     /// `connection_deadline`: the connection is closed then.
     pub expires: Option<Instant>,
+    /// This publisher waits for a subscriber to drain (fast-producer stall).
+    pub stall: Option<Stall>,
     /// The last CONNECT's options, to re-check the credentials after a reload.
     pub credentials: Option<Box<crate::protocol::ConnectOptions>>,
 }
@@ -198,6 +209,7 @@ impl Conn {
             responses: None,
             expires: None,
             credentials: None,
+            stall: None,
         }
     }
 
@@ -210,7 +222,7 @@ impl Conn {
     /// held for other shards' acknowledgement (later ops would answer out of order).
     #[inline]
     pub fn is_input_paused(&self) -> bool {
-        self.auth_pending || !self.held_acks.is_empty()
+        self.auth_pending || !self.held_acks.is_empty() || self.stall.is_some()
     }
 
     /// Number of kernel operations that may still touch this connection's buffers.

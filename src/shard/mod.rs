@@ -53,6 +53,8 @@ const FORWARD_BATCH_BYTES_MAX: usize = 256 * 1024;
 const TICK: Duration = Duration::from_millis(100);
 /// How long a connection closing with an error line may take to flush it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often stalled publishers are re-checked when nothing else wakes the loop.
+const STALL_POLL: Duration = Duration::from_micros(200);
 /// A loop turn longer than this is logged: it delays every connection of the shard.
 const TURN_BUDGET: Duration = Duration::from_millis(50);
 /// At most one over-budget warning per shard per this interval.
@@ -110,6 +112,10 @@ pub struct Shard {
     dirty: Vec<u32>,
     /// Connections to close at the end of the current op (slow consumers found mid-delivery).
     to_close: Vec<(u32, CloseReason)>,
+    /// Subscribers the current op pushed past half their `max_pending`.
+    over_half: Vec<u32>,
+    /// Publishers waiting for a subscriber to drain (see `stall_producer`).
+    stalled: Vec<u32>,
     /// Subscriptions that reached their UNSUB max during delivery.
     expired: Vec<SubKey>,
     /// Cross-shard batches being built this turn, one per peer.
@@ -129,6 +135,9 @@ pub struct Shard {
     import_matches: crate::auth::ImportMatches,
     import_subject: Vec<u8>,
     import_reply: Vec<u8>,
+    /// Per account: whether a publish there can reach another account (imports), so the
+    /// common case skips the import tables with one load.
+    crosses_accounts: Vec<bool>,
     opts_generation: u64,
     next_cid: u64,
     rng: u64,
@@ -187,6 +196,8 @@ impl Shard {
             local_interest: AHashMap::new(),
             dirty: Vec::new(),
             to_close: Vec::new(),
+            over_half: Vec::new(),
+            stalled: Vec::new(),
             expired: Vec::new(),
             forward: vec![Vec::new(); peers],
             barrier_next: 1,
@@ -200,6 +211,7 @@ impl Shard {
             import_matches: crate::auth::ImportMatches::new(),
             import_subject: Vec::new(),
             import_reply: Vec::new(),
+            crosses_accounts: Vec::new(),
             opts_generation,
             next_cid: 1,
             rng: seed | 1,
@@ -211,6 +223,7 @@ impl Shard {
             quiesced_peers: 0,
             accepting: true,
         };
+        shard.crosses_accounts = crosses_accounts(&shard.snapshot);
         shard.reactor.push_accept(listener);
         shard.arm_wake();
         Ok(shard)
@@ -231,6 +244,9 @@ impl Shard {
             self.drain_mesh();
             self.drain_auth_results();
             self.check_reload();
+            if !self.stalled.is_empty() {
+                self.resume_stalled();
+            }
             if self.now >= self.next_tick {
                 self.next_tick = self.now + TICK;
                 self.on_tick();
@@ -244,6 +260,8 @@ impl Shard {
             self.check_turn_budget(turn_end);
             let timeout = if backlog {
                 Some(Duration::from_micros(50))
+            } else if !self.stalled.is_empty() {
+                Some(STALL_POLL)
             } else {
                 Some(self.next_tick.saturating_duration_since(turn_end))
             };
@@ -374,7 +392,7 @@ impl Shard {
                 self.close(slot, CloseReason::ReadError)
             }
             _ => {
-                if !more && conn.state != ConnState::Closing {
+                if !more && conn.state != ConnState::Closing && conn.stall.is_none() {
                     // Multishot recv ended (out of buffers, or the kernel's choice): re-arm.
                     conn.recv_armed = true;
                     self.reactor.push_recv(conn.fd, slot);
@@ -449,6 +467,9 @@ impl Shard {
                     }
                     self.on_op(slot, op);
                     self.after_op();
+                    if !self.over_half.is_empty() {
+                        self.stall_producer(slot);
+                    }
                 }
                 Ok(None) => return used,
                 Err(err) => {
@@ -579,7 +600,12 @@ impl Shard {
             }
         }
         let mut has_interest = self.route(account, &msg, echo_skip);
-        if self.snapshot.auth.imports().has_imports_from_or_to(account) {
+        if self
+            .crosses_accounts
+            .get(account as usize)
+            .copied()
+            .unwrap_or(false)
+        {
             has_interest |= self.route_imports(account, &msg);
         }
         if !has_interest && flags.no_responders && !msg.reply.is_empty() {
@@ -667,10 +693,15 @@ impl Shard {
             conns,
             dirty,
             to_close,
+            over_half,
             expired,
             ..
         } = self;
         let index = &mut accounts[account as usize];
+        if index.local.is_empty() && index.remote.is_empty() {
+            // Nobody in this account subscribes anywhere: nothing to match.
+            return false;
+        }
         let local = index.local.matches(msg.subject);
         let has_peers = self.mesh.peer_count() > 0;
         let remote = if has_peers {
@@ -684,6 +715,7 @@ impl Shard {
             subs,
             dirty,
             to_close,
+            over_half,
             expired,
             limits: &self.limits,
             now: self.now,
@@ -850,11 +882,14 @@ impl Shard {
                 subs: &mut self.subs,
                 dirty: &mut self.dirty,
                 to_close: &mut self.to_close,
+                over_half: &mut self.over_half,
                 expired: &mut self.expired,
                 limits: &self.limits,
                 now: self.now,
             };
             let failed = out.deliver_forwarded(local, &fwd, &mut self.rng);
+            // Cross-shard publishers are not stalled here; their subscriber's limit holds.
+            self.over_half.clear();
             if !failed.is_empty() {
                 self.pass_queue_on(&fwd, &failed);
             }
@@ -1101,6 +1136,8 @@ struct Delivery<'a> {
     subs: &'a mut Slab<Subscription>,
     dirty: &'a mut Vec<u32>,
     to_close: &'a mut Vec<(u32, CloseReason)>,
+    /// Subscribers past half their `max_pending`: the publisher waits for them.
+    over_half: &'a mut Vec<u32>,
     expired: &'a mut Vec<SubKey>,
     limits: &'a Limits,
     now: Instant,
@@ -1199,9 +1236,14 @@ impl Delivery<'_> {
         if sub.max.is_some_and(|max| sub.delivered >= max) {
             self.expired.push(key);
         }
-        if conn.out.pending_bytes() > self.limits.max_pending {
-            self.to_close
-                .push((slot, CloseReason::SlowConsumerPendingBytes));
+        let pending = conn.out.pending_bytes();
+        if pending > self.limits.max_pending / 2 {
+            if pending > self.limits.max_pending {
+                self.to_close
+                    .push((slot, CloseReason::SlowConsumerPendingBytes));
+            } else {
+                self.over_half.push(slot);
+            }
         }
         mark_dirty(self.dirty, conn, slot);
         true
@@ -1271,6 +1313,14 @@ fn may_deliver(conn: &mut Conn, msg: &Published<'_>, filter: bool, now: Instant)
         }
     }
     true
+}
+
+/// Which accounts can send a publish into another one (see `Shard::crosses_accounts`).
+fn crosses_accounts(snapshot: &crate::server::Snapshot) -> Vec<bool> {
+    let imports = snapshot.auth.imports();
+    (0..snapshot.auth.accounts().len() as u32)
+        .map(|a| imports.has_imports_from_or_to(a))
+        .collect()
 }
 
 #[inline]

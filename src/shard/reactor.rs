@@ -186,6 +186,15 @@ impl Reactor {
         self.push(entry);
     }
 
+    /// Cancels the multishot recv of connection `slot` (its completion comes back with
+    /// `ECANCELED`); sends in flight are left alone.
+    pub fn push_cancel_recv(&mut self, slot: u32) {
+        let entry = opcode::AsyncCancel::new(user_data(OpKind::Recv, slot))
+            .build()
+            .user_data(user_data(OpKind::Cancel, slot));
+        self.push(entry);
+    }
+
     /// Submits everything queued and waits for at least one completion or `timeout`.
     /// This is the turn's single `io_uring_enter`.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {

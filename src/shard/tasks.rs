@@ -95,6 +95,7 @@ impl Shard {
         let snapshot = self.shared.snapshot();
         let auth_changed = !std::sync::Arc::ptr_eq(&snapshot.auth, &self.snapshot.auth);
         self.snapshot = snapshot;
+        self.crosses_accounts = super::crosses_accounts(&self.snapshot);
         if auth_changed {
             self.reauthorize_all();
         }
@@ -250,4 +251,121 @@ pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
         Op::Err { text } => format!("-ERR {}", show(text)),
     };
     tracing::trace!("{} - cid:{} - <<- [{}]", conn.peer, conn.cid, line);
+}
+
+/// nats-server `stallDuration`: 100 µs at half the limit, growing by 100 µs per tenth of
+/// the half above it, and 1 s at the limit.
+pub(super) fn stall_duration(pending: usize, max_pending: usize) -> Duration {
+    const MIN: Duration = Duration::from_micros(100);
+    const MAX: Duration = Duration::from_secs(1);
+    let half = max_pending / 2;
+    if pending >= max_pending {
+        return MAX;
+    }
+    if pending <= half || half < 10 {
+        return MIN;
+    }
+    let steps = ((pending - half) / (half / 10)) as u32;
+    (MIN + MIN * steps).min(MAX)
+}
+
+impl Shard {
+    /// The op just run pushed a subscriber past half its `max_pending`: this publisher stops
+    /// reading (its recv is cancelled, so TCP pushes back on it) until that subscriber drains
+    /// below half, or for `stall_duration` at most. A publisher is never stalled on itself.
+    pub(super) fn stall_producer(&mut self, slot: u32) {
+        let over_half = std::mem::take(&mut self.over_half);
+        let consumer = over_half
+            .iter()
+            .copied()
+            .filter(|&c| c != slot)
+            .max_by_key(|&c| {
+                self.conns
+                    .get(c as usize)
+                    .map_or(0, |c| c.out.pending_bytes())
+            });
+        self.over_half = over_half;
+        self.over_half.clear();
+        let Some(consumer) = consumer else { return };
+        let Some(target) = self.conns.get(consumer as usize) else {
+            return;
+        };
+        let pending = target.out.pending_bytes();
+        let stall = crate::conn::Stall {
+            consumer,
+            consumer_cid: target.cid,
+            until: self.now + stall_duration(pending, self.limits.max_pending),
+        };
+        let conn = &mut self.conns[slot as usize];
+        if conn.stall.is_some() || !conn.is_open() {
+            return;
+        }
+        conn.stall = Some(stall);
+        if conn.recv_armed {
+            self.reactor.push_cancel_recv(slot);
+        }
+        self.stalled.push(slot);
+    }
+
+    /// Lets stalled publishers go once their subscriber drained, left, or the stall ran out.
+    pub(super) fn resume_stalled(&mut self) {
+        let now = std::time::Instant::now();
+        let mut stalled = std::mem::take(&mut self.stalled);
+        let half = self.limits.max_pending / 2;
+        let mut resumed = Vec::new();
+        stalled.retain(|&slot| {
+            let Some(conn) = self.conns.get(slot as usize) else {
+                return false;
+            };
+            let Some(stall) = conn.stall else {
+                return false;
+            };
+            let drained = match self.conns.get(stall.consumer as usize) {
+                Some(c) => {
+                    c.cid != stall.consumer_cid || !c.is_open() || c.out.pending_bytes() <= half
+                }
+                None => true,
+            };
+            if drained || now >= stall.until || !conn.is_open() {
+                resumed.push(slot);
+                return false;
+            }
+            true
+        });
+        self.stalled = stalled;
+        for slot in resumed {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            conn.stall = None;
+            if conn.is_open() && !conn.recv_armed {
+                conn.recv_armed = true;
+                self.reactor.push_recv(conn.fd, slot);
+            }
+            self.process_rbuf(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_grows_from_the_half_to_the_limit() {
+        let max = 64 * 1024 * 1024;
+        assert_eq!(stall_duration(max / 4, max), Duration::from_micros(100));
+        assert_eq!(stall_duration(max / 2 + 1, max), Duration::from_micros(100));
+        // Halfway between half and the limit: five tenths of the half above it.
+        assert_eq!(
+            stall_duration(max / 2 + max / 4, max),
+            Duration::from_micros(600)
+        );
+        assert_eq!(stall_duration(max, max), Duration::from_secs(1));
+        assert_eq!(
+            stall_duration(7, 8),
+            Duration::from_micros(100),
+            "tiny limits do not divide by 0"
+        );
+    }
 }
