@@ -8,14 +8,14 @@
 #   --quick            2 rounds, half the messages, shorter storms (about 1 to 2 minutes)
 #   --rounds N         rounds (compare.py's default: 5, or 2 with --quick)
 #   --scenarios LIST   comma list of scenario names (see: ../shared/bench/compare.py --list)
-#   --all-scenarios    every default scenario of compare.py, including the auth phases
-#                      (token, users with bcrypt/plain passwords, nkeys, permissions)
+#   --no-auth          only the no-auth scenarios (throughput, latency, plain connects)
 #   --bench-dir DIR    the shared bench folder (default: ../shared/bench, relative to the repo)
 #   --no-install       do not apt-get the Go packages or nats-server when they are missing
 #
-# Without --scenarios or --all-scenarios only the no-auth scenarios run: pub16, pub128,
-# pubsub128, fanout4, fanin4, queue4, reqrep, storm_none, connlat_none (the throughput and
-# latency core; --all-scenarios adds the token, user, bcrypt, nkey and permission phases).
+# Without --scenarios every default scenario of compare.py runs, including the auth phases
+# (token, users with bcrypt/plain passwords, nkeys, a permission-restricted publisher);
+# --no-auth keeps to pub16, pub128, pubsub128, fanout4, fanin4, queue4, reqrep, storm_none,
+# connlat_none.
 # Runs from the repo root wherever it is called from. Builds target/release/ringnats and
 # target/natsbench/natsbench, writes results to perf/results/<stamp>/ (summary.md, runs.jsonl,
 # header.md with commit, versions and the command line) and prints the table.
@@ -47,17 +47,18 @@ original_args=("$@")
 bench_dir=../shared/bench
 quick=()
 rounds=()
-scenarios=$NO_AUTH_SCENARIOS
-all_scenarios=false
+scenarios=""
+all_scenarios=true
 install=true
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=(--quick) ;;
         --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; rounds=(--rounds "$2"); shift ;;
         --rounds=*) rounds=(--rounds "${1#*=}") ;;
-        --scenarios) [[ $# -ge 2 ]] || die "--scenarios needs a value"; scenarios=$2; shift ;;
-        --scenarios=*) scenarios=${1#*=} ;;
+        --scenarios) [[ $# -ge 2 ]] || die "--scenarios needs a value"; scenarios=$2; all_scenarios=false; shift ;;
+        --scenarios=*) scenarios=${1#*=}; all_scenarios=false ;;
         --all-scenarios) all_scenarios=true ;;
+        --no-auth) scenarios=$NO_AUTH_SCENARIOS; all_scenarios=false ;;
         --bench-dir) [[ $# -ge 2 ]] || die "--bench-dir needs a value"; bench_dir=$2; shift ;;
         --bench-dir=*) bench_dir=${1#*=} ;;
         --no-install) install=false ;;

@@ -1136,7 +1136,7 @@ struct Delivery<'a> {
     subs: &'a mut Slab<Subscription>,
     dirty: &'a mut Vec<u32>,
     to_close: &'a mut Vec<(u32, CloseReason)>,
-    /// Subscribers past half their `max_pending`: the publisher waits for them.
+    /// Subscribers past their stall threshold: the publisher waits for them.
     over_half: &'a mut Vec<u32>,
     expired: &'a mut Vec<SubKey>,
     limits: &'a Limits,
@@ -1237,7 +1237,7 @@ impl Delivery<'_> {
             self.expired.push(key);
         }
         let pending = conn.out.pending_bytes();
-        if pending > self.limits.max_pending / 2 {
+        if pending > tasks::stall_threshold(self.limits.max_pending) {
             if pending > self.limits.max_pending {
                 self.to_close
                     .push((slot, CloseReason::SlowConsumerPendingBytes));

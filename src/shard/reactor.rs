@@ -288,8 +288,11 @@ struct BufRing {
     entries: u16,
     /// Our copy of the tail; published to the kernel by `publish`.
     tail: u16,
-    /// Backing memory for all buffers, `entries * buf_len` bytes.
-    memory: Box<[u8]>,
+    /// Backing memory for all buffers, `entries * buf_len` bytes, mapped straight from the
+    /// kernel so untouched buffers cost no resident memory (an allocator may zero a large
+    /// calloc by hand, making all of it resident at start-up).
+    memory: *mut u8,
+    memory_len: usize,
     buf_len: usize,
 }
 
@@ -311,13 +314,31 @@ impl BufRing {
                 "provided-buffer ring",
             ));
         }
-        let memory = vec![0u8; usize::from(entries) * buf_len].into_boxed_slice();
+        let memory_len = usize::from(entries) * buf_len;
+        // SAFETY: an anonymous private mapping with no address hint; checked for failure.
+        let memory = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                memory_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if memory == libc::MAP_FAILED {
+            // SAFETY: allocated above with this layout and not yet shared with the kernel.
+            unsafe { std::alloc::dealloc(ptr.cast::<u8>(), layout) };
+            return Err(io::Error::last_os_error());
+        }
+        let memory = memory.cast::<u8>();
         let mut bufs = BufRing {
             ring: ptr,
             ring_layout: layout,
             entries,
             tail: 0,
             memory,
+            memory_len,
             buf_len,
         };
         // SAFETY: the ring memory lives as long as `bufs`, which the Reactor drops after the
@@ -336,13 +357,16 @@ impl BufRing {
     fn slice(&self, id: u16, len: usize) -> &[u8] {
         let start = usize::from(id) * self.buf_len;
         let len = len.min(self.buf_len);
-        &self.memory[start..start + len]
+        // SAFETY: start + len <= memory_len (id < entries, len <= buf_len); the mapping lives
+        // as long as `self`; the kernel writes a buffer only while it is in the ring, and the
+        // caller reads only buffers a completion handed back.
+        unsafe { std::slice::from_raw_parts(self.memory.add(start), len) }
     }
 
     fn recycle(&mut self, id: u16) {
         debug_assert!(id < self.entries);
         let index = usize::from(self.tail & (self.entries - 1));
-        let addr = self.memory.as_ptr() as u64 + (usize::from(id) * self.buf_len) as u64;
+        let addr = self.memory as u64 + (usize::from(id) * self.buf_len) as u64;
         // SAFETY: index < entries, so the entry is inside the ring allocation; the kernel only
         // reads entries between its head and our published tail, and this one is past it.
         unsafe {
@@ -370,6 +394,8 @@ impl Drop for BufRing {
         // SAFETY: allocated in `new` with this layout; the ring was torn down before (field
         // order in Reactor drops `ring` first).
         unsafe { std::alloc::dealloc(self.ring.cast::<u8>(), self.ring_layout) };
+        // SAFETY: mapped in `new` with this length; the ring is gone, so no buffer is in use.
+        unsafe { libc::munmap(self.memory.cast(), self.memory_len) };
     }
 }
 

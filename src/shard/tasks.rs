@@ -38,6 +38,7 @@ impl Shard {
                 errors.push((slot, error.0, error.1));
                 continue;
             }
+            conn.out.shrink_if_idle();
             if let Some(started) = conn.out.send_started() {
                 if now.duration_since(started) > self.limits.write_deadline {
                     slow.push(slot);
@@ -253,19 +254,29 @@ pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
     tracing::trace!("{} - cid:{} - <<- [{}]", conn.peer, conn.cid, line);
 }
 
-/// nats-server `stallDuration`: 100 µs at half the limit, growing by 100 µs per tenth of
-/// the half above it, and 1 s at the limit.
+/// Pending bytes past which a subscriber's publishers wait: half of `max_pending`, as
+/// nats-server, but at most `STALL_PENDING_MAX`. A few MiB keep a socket busy; more only holds
+/// memory (64 MiB `max_pending` would let every subscriber hold 32 MiB before any pushback).
+pub(super) fn stall_threshold(max_pending: usize) -> usize {
+    (max_pending / 2).min(STALL_PENDING_MAX)
+}
+
+/// See `stall_threshold`.
+const STALL_PENDING_MAX: usize = 4 * 1024 * 1024;
+
+/// How long a publisher waits (nats-server `stallDuration`): 100 µs at the threshold, growing
+/// by 100 µs per tenth of the threshold above it, and 1 s at `max_pending`.
 pub(super) fn stall_duration(pending: usize, max_pending: usize) -> Duration {
     const MIN: Duration = Duration::from_micros(100);
     const MAX: Duration = Duration::from_secs(1);
-    let half = max_pending / 2;
+    let threshold = stall_threshold(max_pending);
     if pending >= max_pending {
         return MAX;
     }
-    if pending <= half || half < 10 {
+    if pending <= threshold || threshold < 10 {
         return MIN;
     }
-    let steps = ((pending - half) / (half / 10)) as u32;
+    let steps = ((pending - threshold) / (threshold / 10)) as u32;
     (MIN + MIN * steps).min(MAX)
 }
 
@@ -307,11 +318,24 @@ impl Shard {
         self.stalled.push(slot);
     }
 
+    /// Re-arms the recv a stall cancelled, if running the buffered input did not stall the
+    /// connection again: re-arming before that would let a new burst pile up behind every op
+    /// a resume runs.
+    pub(super) fn rearm_recv_if_drained(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if conn.is_open() && !conn.recv_armed && conn.stall.is_none() {
+            conn.recv_armed = true;
+            self.reactor.push_recv(conn.fd, slot);
+        }
+    }
+
     /// Lets stalled publishers go once their subscriber drained, left, or the stall ran out.
     pub(super) fn resume_stalled(&mut self) {
         let now = std::time::Instant::now();
         let mut stalled = std::mem::take(&mut self.stalled);
-        let half = self.limits.max_pending / 2;
+        let half = stall_threshold(self.limits.max_pending);
         let mut resumed = Vec::new();
         stalled.retain(|&slot| {
             let Some(conn) = self.conns.get(slot as usize) else {
@@ -338,11 +362,9 @@ impl Shard {
                 continue;
             };
             conn.stall = None;
-            if conn.is_open() && !conn.recv_armed {
-                conn.recv_armed = true;
-                self.reactor.push_recv(conn.fd, slot);
-            }
+            // Buffered input runs first; reading resumes once it is nearly used up.
             self.process_rbuf(slot);
+            self.rearm_recv_if_drained(slot);
         }
     }
 }
@@ -352,16 +374,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stall_grows_from_the_half_to_the_limit() {
-        let max = 64 * 1024 * 1024;
+    fn stall_grows_from_the_threshold_to_the_limit() {
+        let max = 8 * 1024 * 1024;
+        assert_eq!(stall_threshold(max), max / 2);
+        assert_eq!(stall_threshold(64 * 1024 * 1024), STALL_PENDING_MAX);
         assert_eq!(stall_duration(max / 4, max), Duration::from_micros(100));
         assert_eq!(stall_duration(max / 2 + 1, max), Duration::from_micros(100));
-        // Halfway between half and the limit: five tenths of the half above it.
+        // Halfway between threshold and limit: five tenths of the threshold above it.
         assert_eq!(
             stall_duration(max / 2 + max / 4, max),
             Duration::from_micros(600)
         );
         assert_eq!(stall_duration(max, max), Duration::from_secs(1));
+        let big = 64 * 1024 * 1024;
+        // 60 MiB over a 4 MiB threshold: 150 tenths, so 151 × 100 µs.
+        let over = big - 4 * 1024 * 1024 / 10;
+        assert_eq!(stall_duration(over, big), Duration::from_micros(15_000));
         assert_eq!(
             stall_duration(7, 8),
             Duration::from_micros(100),
