@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use base64::Engine;
 
-use crate::auth::{AuthFailure, ClientIdentity, Verdict};
+use crate::auth::{AuthFailure, ClientIdentity, SlowCheck, Verdict};
 use crate::conn::{CloseReason, ConnFlags};
 use crate::perms::{PermCache, ResponseTracker};
 use crate::protocol::encode;
@@ -137,26 +137,31 @@ impl Shard {
             Verdict::Slow(check) => {
                 conn.auth_pending = true;
                 conn.pending_flags = flags;
-                let (slot, cid) = (slot, conn.cid);
-                let sender = self.auth_results_tx.clone();
-                let waker = self.waker.clone();
-                let job = Box::new(move || {
-                    let result = check.run();
-                    let _ = sender.send(AuthResult {
-                        slot,
-                        cid,
-                        result,
-                        reauth: false,
-                    });
-                    waker.wake_always();
-                });
-                if self.shared.pool.submit(job).is_err() {
+                if !self.submit_slow_check(slot, check, false) {
                     // The pool is saturated: fail this CONNECT rather than queue without bound.
                     self.conns[slot as usize].auth_pending = false;
                     self.refuse_connect(slot, AuthFailure::MissingCredentials);
                 }
             }
         }
+    }
+
+    /// Runs a bcrypt check on the blocking pool; its verdict comes back through
+    /// `drain_auth_results`. Returns false if the pool refused the job.
+    fn submit_slow_check(&mut self, slot: u32, check: SlowCheck, reauth: bool) -> bool {
+        let cid = self.conns[slot as usize].cid;
+        let (sender, waker) = (self.auth_results_tx.clone(), self.waker.clone());
+        let job = Box::new(move || {
+            let result = check.run();
+            let _ = sender.send(AuthResult {
+                slot,
+                cid,
+                result,
+                reauth,
+            });
+            waker.wake_always();
+        });
+        self.shared.pool.submit(job).is_ok()
     }
 
     /// Applies verdicts that came back from the blocking pool.
@@ -274,19 +279,7 @@ impl Shard {
             match verdict {
                 Verdict::Done(result) => self.reauthorized(slot, result),
                 Verdict::Slow(check) => {
-                    let (cid, sender, waker) =
-                        (conn.cid, self.auth_results_tx.clone(), self.waker.clone());
-                    let job = Box::new(move || {
-                        let result = check.run();
-                        let _ = sender.send(AuthResult {
-                            slot,
-                            cid,
-                            result,
-                            reauth: true,
-                        });
-                        waker.wake_always();
-                    });
-                    if self.shared.pool.submit(job).is_err() {
+                    if !self.submit_slow_check(slot, check, true) {
                         self.close(slot, CloseReason::AuthenticationViolation);
                     }
                 }

@@ -767,7 +767,7 @@ impl Shard {
         }
         drop(picks);
         if has_peers {
-            self.flush_large_batches();
+            self.flush_forward_batches(FORWARD_BATCH_BYTES_MAX);
         }
         has_interest
     }
@@ -804,24 +804,6 @@ impl Shard {
             );
             mark_dirty(dirty, conn, slot);
             return;
-        }
-    }
-
-    fn flush_large_batches(&mut self) {
-        for (peer, batch) in self.forward.iter_mut().enumerate() {
-            if batch.len() >= FORWARD_BATCH_BYTES_MAX {
-                let full = std::mem::take(batch);
-                if !self
-                    .mesh
-                    .send(ShardId(peer as u16), ShardMsg::Messages(full))
-                {
-                    tracing::warn!(
-                        shard = self.id.0,
-                        peer,
-                        "cross-shard backlog full; messages dropped"
-                    );
-                }
-            }
         }
     }
 
@@ -927,7 +909,7 @@ impl Shard {
         if self.mesh.peer_count() == 0 {
             return false;
         }
-        self.flush_forward_batches();
+        self.flush_forward_batches(1);
         if self.barrier_pending {
             self.barrier_pending = false;
             let seq = self.barrier_next;
@@ -940,10 +922,11 @@ impl Shard {
         self.mesh.flush()
     }
 
-    /// Hands every non-empty cross-shard batch of this turn to the mesh.
-    fn flush_forward_batches(&mut self) {
+    /// Hands every cross-shard batch of at least `len_min` bytes to the mesh (1 at the end of
+    /// a turn; `FORWARD_BATCH_BYTES_MAX` mid-turn, so one turn's batch stays bounded).
+    fn flush_forward_batches(&mut self, len_min: usize) {
         for (peer, batch) in self.forward.iter_mut().enumerate() {
-            if batch.is_empty() {
+            if batch.is_empty() || batch.len() < len_min {
                 continue;
             }
             let full = std::mem::take(batch);

@@ -111,7 +111,7 @@ impl Shard {
         self.shutting_down = Some(self.now + SHUTDOWN_GRACE);
         self.accepting = false;
         self.reactor.push_cancel_fd(self.listener, 0);
-        self.flush_forward_batches();
+        self.flush_forward_batches(1);
         let peers: Vec<_> = self.mesh.peers().collect();
         for peer in peers {
             self.mesh.send(peer, crate::shard::mesh::ShardMsg::Quiesced);
