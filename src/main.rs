@@ -13,6 +13,7 @@ use ringnats::{cli, logging};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    ringnats::server::disable_transparent_huge_pages();
     let cli = Cli::parse_args();
     if let Some(command) = cli.effective_command() {
         return run_tool(&command);

@@ -459,5 +459,18 @@ impl std::os::fd::AsFd for BorrowedListener {
     }
 }
 
+/// Turns transparent huge pages off for this process. The allocator commits its arena
+/// eagerly; with THP every thread's first small allocation there faulted in a whole 2 MiB page,
+/// which made an idle broker hold 8 MiB more than it uses. Called first thing in `main`, before
+/// any shard thread touches memory.
+pub fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and changes only this
+    // process's fault policy.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// How long the control thread waits between checks of the failure flag.
 pub const CONTROL_POLL: Duration = Duration::from_millis(200);
