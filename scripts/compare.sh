@@ -9,6 +9,8 @@
 #   --rounds N         rounds (compare.py's default: 5, or 2 with --quick)
 #   --scenarios LIST   comma list of scenario names (see: ../shared/bench/compare.py --list)
 #   --no-auth          only the no-auth scenarios (throughput, latency, plain connects)
+#   --no-ringnats-bench  skip the second table (the same servers driven by `ringnats bench`,
+#                      scripts/bench_side_by_side.py), which the default run adds
 #   --bench-dir DIR    the shared bench folder (default: ../shared/bench, relative to the repo)
 #   --no-install       do not apt-get the Go packages or nats-server when they are missing
 #
@@ -49,6 +51,7 @@ quick=()
 rounds=()
 scenarios=""
 all_scenarios=true
+own_bench=true
 install=true
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -59,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --scenarios=*) scenarios=${1#*=}; all_scenarios=false ;;
         --all-scenarios) all_scenarios=true ;;
         --no-auth) scenarios=$NO_AUTH_SCENARIOS; all_scenarios=false ;;
+        --no-ringnats-bench) own_bench=false ;;
         --bench-dir) [[ $# -ge 2 ]] || die "--bench-dir needs a value"; bench_dir=$2; shift ;;
         --bench-dir=*) bench_dir=${1#*=} ;;
         --no-install) install=false ;;
@@ -146,6 +150,12 @@ main() {
     local status=0
     wait "$compare_pid" || status=$?
     compare_pid=""
+    if $own_bench && [[ $status -eq 0 ]]; then
+        # The same servers under ringnats' own load generator, which does not saturate first.
+        echo
+        python3 scripts/bench_side_by_side.py "${quick[@]}" "${rounds[@]}" --out "$out/ringnats-bench.md" \
+            || status=$?
+    fi
     echo
     cat "$out/header.md"
     echo "- results: ${out#"$repo_root"/}"

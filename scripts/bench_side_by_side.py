@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+# Usage: scripts/bench_side_by_side.py [--rounds N] [--quick] [--out FILE.md]
+#
+# The second half of scripts/compare.sh: the same servers driven by ringnats' own load
+# generator (`ringnats bench`, which batches publishes as the official clients do), so the
+# broker rather than the Go client is the limit. For each scenario it starts ringnats and
+# nats-server in turn (A B, then B A, ...) on a free loopback port pinned to CPU 0, runs
+# `ringnats bench` pinned to CPU 1, and prints a markdown table of medians and B/A ratios.
+# Needs target/release/ringnats and nats-server on PATH; starts and stops only its servers.
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+RINGNATS = "target/release/ringnats"
+
+# name, bench arguments, what to read from the report
+SCENARIOS = [
+    ("pub16", ["--pub", "1", "--msgs", "4000000", "--size", "16b"], "pub"),
+    ("pubsub16", ["--pub", "1", "--sub", "1", "--msgs", "2000000", "--size", "16b"], "sub"),
+    ("pubsub128", ["--pub", "1", "--sub", "1", "--msgs", "1000000", "--size", "128b"], "sub"),
+    ("fanout4", ["--pub", "1", "--sub", "4", "--msgs", "500000", "--size", "128b"], "sub"),
+    ("fanin4", ["--pub", "4", "--sub", "1", "--msgs", "1000000", "--size", "128b"], "sub"),
+    ("queue4", ["--pub", "1", "--sub", "4", "--queue", "q", "--msgs", "1000000", "--size", "128b"], "sub"),
+    ("reqrep", ["--request", "--msgs", "10000", "--size", "16b"], "p50"),
+    ("storm", ["--connect-storm", "--workers", "4", "--duration", "2s"], "connects"),
+]
+
+PATTERNS = {
+    "pub": re.compile(r"^\s*Pub stats: ([\d,]+) msgs/sec", re.M),
+    "sub": re.compile(r"^\s*Sub stats: ([\d,]+) msgs/sec", re.M),
+    "p50": re.compile(r"p50 ([\d.]+)us"),
+    "connects": re.compile(r"Connect stats: ([\d,]+) connects/sec"),
+}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_once(server_cmd, args, metric):
+    port = free_port()
+    server = subprocess.Popen(["taskset", "-c", "0", *server_cmd, "-a", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        bench = subprocess.run(["taskset", "-c", "1", RINGNATS, "bench", "-s", f"nats://127.0.0.1:{port}",
+                                "--no-progress", *args], capture_output=True, text=True, timeout=90)
+        m = PATTERNS[metric].search(bench.stdout + bench.stderr)
+        return float(m.group(1).replace(",", "")) if m else None
+    finally:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="2 rounds, a quarter of the messages")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    rounds = 2 if args.quick else args.rounds
+    servers = [("ringnats", [RINGNATS]), ("nats-server", ["nats-server"])]
+    lines = ["| scenario | metric | ringnats median | nats-server median | B/A | per-round B/A |",
+             "|---|---|---|---|---|---|"]
+    for name, bench_args, metric in SCENARIOS:
+        if args.quick and "--msgs" in bench_args:
+            i = bench_args.index("--msgs") + 1
+            bench_args = bench_args[:i] + [str(int(bench_args[i]) // 4)] + bench_args[i + 1:]
+        samples = {"ringnats": [], "nats-server": []}
+        ratios = []
+        for r in range(rounds):
+            order = servers if r % 2 == 0 else servers[::-1]
+            got = {label: run_once(cmd, bench_args, metric) for label, cmd in order}
+            for label, value in got.items():
+                if value is not None:
+                    samples[label].append(value)
+            if got["ringnats"] and got["nats-server"]:
+                ratios.append(got["nats-server"] / got["ringnats"])
+        a = statistics.median(samples["ringnats"]) if samples["ringnats"] else float("nan")
+        b = statistics.median(samples["nats-server"]) if samples["nats-server"] else float("nan")
+        unit = {"pub": "msgs/s published", "sub": "msgs/s received (sum)", "p50": "us p50 (lower better)",
+                "connects": "connects/s"}[metric]
+        spread = f"{min(ratios):.3f}..{max(ratios):.3f}" if ratios else "n/a"
+        lines.append(f"| {name} | {unit} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | {spread} |")
+        print(lines[-1], file=sys.stderr)
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("# ringnats bench, side by side\n\n" + table)
+
+
+if __name__ == "__main__":
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    main()
