@@ -68,6 +68,16 @@ impl<'a> Iterator for QueueNames<'a> {
     }
 }
 
+/// Whether `msg` fits the record's length fields. Subjects longer than 64 KiB need a
+/// `max_control_line` far above nats-server's default; such a message is delivered on its own
+/// shard only (the caller logs it) rather than corrupting a batch.
+pub fn fits(msg: &Published<'_>) -> bool {
+    msg.subject.len() <= usize::from(u16::MAX)
+        && msg.reply.len() <= usize::from(u16::MAX)
+        && msg.headers.len() <= u32::MAX as usize
+        && msg.payload.len() <= u32::MAX as usize
+}
+
 /// Appends one record to `batch`. Subjects and queue names are bounded by the control line
 /// limit and payloads by `max_payload`, so the length fields cannot overflow (asserted).
 pub fn encode(
@@ -205,6 +215,32 @@ mod tests {
         assert!(!got[1].plain);
         let queues: Vec<_> = got[1].queues().collect();
         assert_eq!(queues, vec![&b"workers"[..], &b"q2"[..]]);
+    }
+
+    #[test]
+    fn oversized_subjects_do_not_fit_a_record() {
+        let long = vec![b'a'; usize::from(u16::MAX) + 1];
+        let msg = Published {
+            subject: &long,
+            reply: b"",
+            headers: b"",
+            payload: b"",
+        };
+        assert!(!fits(&msg));
+        let msg = Published {
+            subject: b"ok",
+            reply: &long,
+            headers: b"",
+            payload: b"",
+        };
+        assert!(!fits(&msg));
+        let msg = Published {
+            subject: b"ok",
+            reply: b"r",
+            headers: b"",
+            payload: b"x",
+        };
+        assert!(fits(&msg));
     }
 
     #[test]

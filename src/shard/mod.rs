@@ -1246,6 +1246,13 @@ fn forward_to_peers(
     msg: &Published<'_>,
     tried: u64,
 ) {
+    let names_fit = picks
+        .iter()
+        .all(|(_, name)| name.len() <= usize::from(u16::MAX));
+    if !forward::fits(msg) || !names_fit {
+        tracing::warn!("message with a subject or reply over 64 KiB not forwarded to other shards");
+        return;
+    }
     let mut plain_mask: u64 = 0;
     for shard in plain {
         plain_mask |= 1 << shard.0;
