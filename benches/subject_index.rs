@@ -23,7 +23,7 @@ fn index_with(n: u32, cache_capacity: usize) -> SubjectIndex<u32> {
 }
 
 fn bench(c: &mut Criterion) {
-    for n in [10u32, 10_000] {
+    for n in [10u32, 10_000, 100_000] {
         let mut warm = index_with(n, 1024);
         warm.matches(b"orders.5.created");
         c.bench_function(&format!("subject_index/match_warm/{n}subs"), |b| {
