@@ -112,8 +112,10 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub state: ConnState,
     pub parser: Parser,
-    /// Received bytes not yet consumed by the parser.
+    /// Received bytes; those before `rbuf_pos` are consumed. Consumed bytes are dropped in
+    /// bulk (see `Shard::process_rbuf`), not after every op.
     pub rbuf: Vec<u8>,
+    pub rbuf_pos: usize,
     pub out: OutBuf,
     /// Whether the connection is in the shard's list of connections to flush this turn.
     pub dirty: bool,
@@ -179,6 +181,7 @@ impl Conn {
             state: ConnState::Open,
             parser: Parser::new(limits),
             rbuf: Vec::new(),
+            rbuf_pos: 0,
             out: OutBuf::default(),
             dirty: false,
             flags: ConnFlags::default(),
@@ -216,6 +219,12 @@ impl Conn {
     #[inline]
     pub fn is_open(&self) -> bool {
         self.state == ConnState::Open
+    }
+
+    /// Whether received bytes wait for the parser (a partial op, or input held back).
+    #[inline]
+    pub fn has_buffered_input(&self) -> bool {
+        self.rbuf.len() > self.rbuf_pos
     }
 
     /// Whether this connection's ops wait: a slow CONNECT check is running, or a PONG/+OK is
