@@ -4,6 +4,8 @@
 //! Cold. Jobs go in through one bounded channel; each job sends its own result back to the
 //! shard that asked (through that shard's inbox plus its waker), so the pool knows nothing of
 //! shards. Threads: the pool's workers take jobs; any thread may submit.
+// The workers share one receiver behind a std Mutex, held only to take a job.
+#![allow(clippy::disallowed_types)]
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};

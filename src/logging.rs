@@ -60,6 +60,8 @@ pub fn init(
                 .create(true)
                 .append(true)
                 .open(path)?;
+            // tracing's writer for a shared file needs a lock; logging is cold.
+            #[allow(clippy::disallowed_types)]
             let writer = std::sync::Mutex::new(file);
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)

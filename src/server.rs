@@ -3,6 +3,9 @@
 //! Cold: runs at start, on signals and when shards ask for shared state per connection.
 //! `Shared` is the only state every shard can reach; each field says which threads touch it.
 //! Nothing in it is read per message.
+// The options snapshot sits behind a std Mutex: written on reload, read by shards at most once
+// per loop turn when its generation changes; never on the message path.
+#![allow(clippy::disallowed_types)]
 
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, RawFd};
