@@ -616,6 +616,11 @@ fn find_arg_line(
         }
         return Ok(LineScan::Partial { scanned: 0 });
     };
+    // The same bound as the partial case above, so a run of blanks is refused alike whether it
+    // arrives in one read or in pieces (found by the `parser` fuzz target).
+    if offset > limits.max_control_line {
+        return Err(ProtocolError::ControlLineTooLong);
+    }
     let arg_start = name_end + offset;
     let mcl = limits.max_control_line;
     // The first argument byte is taken as is, even a `\n`, so the search starts after it. An
@@ -806,6 +811,33 @@ static SEPARATORS: [u8; 256] = {
 
 #[cfg(test)]
 mod tests {
+
+    /// A run of blanks longer than the control line limit between an op name and its argument
+    /// is refused the same way in one read and byte by byte (a fuzzer finding).
+    #[test]
+    fn long_blank_runs_are_refused_alike_whole_and_split() {
+        let limits = ParserLimits {
+            max_control_line: 32,
+            max_payload: 64,
+        };
+        let mut input = b"PUB".to_vec();
+        input.extend(std::iter::repeat_n(b'\t', 40));
+        input.extend_from_slice(b" a 2\r\nhi\r\n");
+        let mut whole = Parser::new(limits);
+        assert_eq!(whole.parse(&input), Err(ProtocolError::ControlLineTooLong));
+        let mut split = Parser::new(limits);
+        let mut buf = Vec::new();
+        let mut got = Ok(None);
+        for &b in &input {
+            buf.push(b);
+            got = split.parse(&buf);
+            if got.is_err() {
+                break;
+            }
+        }
+        assert_eq!(got, Err(ProtocolError::ControlLineTooLong));
+    }
+
     /// The PUB fast path agrees with the general split wherever it answers.
     #[test]
     fn pub_fast_split_agrees_with_the_general_split() {
