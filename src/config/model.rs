@@ -40,24 +40,14 @@ pub const MAX_PAYLOAD_WARN_BYTES: usize = 8 * 1024 * 1024;
 /// nats-server stores `max_payload` and `max_control_line` as int32.
 const INT32_MAX: usize = i32::MAX as usize;
 
-/// Security keys kept raw in `ServerOptions::auth_sections` (lower case, aliases included).
+/// Security keys `auth/` implements, kept raw in `ServerOptions::auth_sections` (lower case);
+/// the operator-mode ones are in `UNSUPPORTED_SECURITY_KEYS` (see `is_security_key`).
 pub const SECURITY_KEYS: &[&str] = &[
     "authorization",
     "accounts",
     "no_auth_user",
     "system_account",
     "system",
-    "operator",
-    "operators",
-    "root_operators",
-    "trusted_operators",
-    "trusted",
-    "trusted_keys",
-    "resolver",
-    "account_resolver",
-    "accounts_resolver",
-    "resolver_tls",
-    "resolver_preload",
     "tls",
 ];
 
@@ -237,6 +227,11 @@ pub const UNSUPPORTED_SECURITY_KEYS: &[&str] = &[
     "resolver_preload",
 ];
 
+/// Whether `key` (lower case) belongs to authentication: kept raw for `auth/`, or refused.
+pub fn is_security_key(key: &str) -> bool {
+    SECURITY_KEYS.contains(&key) || UNSUPPORTED_SECURITY_KEYS.contains(&key)
+}
+
 /// Refuses options this build cannot enforce: the operator-mode sections.
 pub fn check_supported(opts: &ServerOptions) -> Result<(), ConfigError> {
     let unsupported = opts
@@ -309,7 +304,7 @@ fn apply_entry(
         }
         "logtime" => opts.logtime = value.expect_bool(name)?,
         "logfile" | "log_file" => opts.logfile = Some(PathBuf::from(value.expect_str(name)?)),
-        k if SECURITY_KEYS.contains(&k) => opts.auth_sections.push((key.clone(), value.clone())),
+        k if is_security_key(k) => opts.auth_sections.push((key.clone(), value.clone())),
         k if IGNORED_KEYS.contains(&k) => opts.warnings.push(format!(
             "{}: \"{name}\" is not supported by ringnats and is ignored",
             entry.pos

@@ -559,25 +559,7 @@ impl Nats {
 
     /// Connects with the given options (an event callback is added).
     pub async fn connect_with(server: &Server, opts: async_nats::ConnectOptions) -> Nats {
-        let disconnects = Arc::new(AtomicUsize::new(0));
-        let server_errors = Arc::new(Mutex::new(Vec::new()));
-        let (d, e) = (disconnects.clone(), server_errors.clone());
-        let opts = opts
-            .connection_timeout(TIMEOUT)
-            .event_callback(move |event| {
-                let (d, e) = (d.clone(), e.clone());
-                async move {
-                    match event {
-                        async_nats::Event::Disconnected => {
-                            d.fetch_add(1, Ordering::SeqCst);
-                        }
-                        async_nats::Event::ServerError(err) => {
-                            e.lock().expect("lock").push(err.to_string());
-                        }
-                        _ => {}
-                    }
-                }
-            });
+        let (opts, disconnects, server_errors) = with_event_counters(opts);
         let connect = opts.connect(server.url());
         let client = tokio::time::timeout(TIMEOUT, connect)
             .await
@@ -1121,25 +1103,7 @@ impl Nats {
         url: &str,
         opts: async_nats::ConnectOptions,
     ) -> Result<Nats, async_nats::ConnectError> {
-        let disconnects = Arc::new(AtomicUsize::new(0));
-        let server_errors = Arc::new(Mutex::new(Vec::new()));
-        let (d, e) = (disconnects.clone(), server_errors.clone());
-        let opts = opts
-            .connection_timeout(TIMEOUT)
-            .event_callback(move |event| {
-                let (d, e) = (d.clone(), e.clone());
-                async move {
-                    match event {
-                        async_nats::Event::Disconnected => {
-                            d.fetch_add(1, Ordering::SeqCst);
-                        }
-                        async_nats::Event::ServerError(err) => {
-                            e.lock().expect("lock").push(err.to_string());
-                        }
-                        _ => {}
-                    }
-                }
-            });
+        let (opts, disconnects, server_errors) = with_event_counters(opts);
         let client = tokio::time::timeout(TIMEOUT, opts.connect(url))
             .await
             .expect("async-nats connect neither succeeded nor failed in time")?;
@@ -1149,6 +1113,37 @@ impl Nats {
             server_errors,
         })
     }
+}
+
+/// Adds the connect timeout and an event callback that counts disconnects and records the
+/// server's `-ERR` texts, returning the counters `Nats` keeps.
+fn with_event_counters(
+    opts: async_nats::ConnectOptions,
+) -> (
+    async_nats::ConnectOptions,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let server_errors = Arc::new(Mutex::new(Vec::new()));
+    let (d, e) = (disconnects.clone(), server_errors.clone());
+    let opts = opts
+        .connection_timeout(TIMEOUT)
+        .event_callback(move |event| {
+            let (d, e) = (d.clone(), e.clone());
+            async move {
+                match event {
+                    async_nats::Event::Disconnected => {
+                        d.fetch_add(1, Ordering::SeqCst);
+                    }
+                    async_nats::Event::ServerError(err) => {
+                        e.lock().expect("lock").push(err.to_string());
+                    }
+                    _ => {}
+                }
+            }
+        });
+    (opts, disconnects, server_errors)
 }
 
 /// Starts nats-server 2.9.10 (for a comparison run) on a fresh port with `config_extra` and
