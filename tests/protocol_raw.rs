@@ -189,6 +189,51 @@ fn ops_split_into_single_bytes_still_parse() {
     conn.expect_line(b"PONG");
 }
 
+/// Writes that cut ops anywhere (inside the PUB line, inside the payload, between the `\r` and
+/// `\n`) and carry whole ops after the cut: the broker completes the cut op from the next read
+/// and parses the rest of that read in place.
+#[test]
+fn ops_cut_at_every_kind_of_boundary_arrive_whole_and_in_order() {
+    let server = Server::start("");
+    let mut conn = quiet_conn(&server);
+    conn.send(b"SUB cut.* 1\r\n");
+    conn.ping_pong();
+    let mut stream = Vec::new();
+    // `None` stands for a PONG, in the order the replies must come back.
+    let mut expected: Vec<Option<(String, Vec<u8>)>> = Vec::new();
+    for i in 0..300usize {
+        let payload: Vec<u8> = (0..(i * 37) % 700)
+            .map(|j| b'a' + ((i + j) % 26) as u8)
+            .collect();
+        let subject = format!("cut.{}", i % 7);
+        stream.extend_from_slice(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
+        stream.extend_from_slice(&payload);
+        stream.extend_from_slice(b"\r\n");
+        expected.push(Some((subject, payload)));
+        if i % 50 == 0 {
+            stream.extend_from_slice(b"PING\r\n");
+            expected.push(None);
+        }
+    }
+    // Chunk lengths that drift against the op lengths, so every offset within an op is a cut.
+    let mut at = 0;
+    for step in (1..).map(|k| 1 + (k * 131) % 997) {
+        if at >= stream.len() {
+            break;
+        }
+        let end = (at + step).min(stream.len());
+        conn.send(&stream[at..end]);
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        at = end;
+    }
+    for item in &expected {
+        match item {
+            Some((subject, payload)) => conn.expect_msg(subject, "1", None, payload),
+            None => conn.expect_line(b"PONG"),
+        }
+    }
+}
+
 #[test]
 fn unknown_operation_is_an_error_and_closes() {
     let server = Server::start("");

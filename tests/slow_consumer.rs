@@ -104,3 +104,96 @@ fn sequence(payload: &[u8]) -> usize {
     let digits = std::str::from_utf8(&payload[..8]).expect("sequence digits");
     digits.parse().expect("sequence number")
 }
+
+// ---- fast producers, slower subscriber ---------------------------------------------------
+
+/// `max_pending` for the fan-in test: the stall threshold is half of it.
+const FANIN_MAX_PENDING: usize = 2 * 1024 * 1024;
+const FANIN_PUBLISHERS: usize = 4;
+const FANIN_MESSAGES_EACH: usize = 4_000;
+const FANIN_PAYLOAD: usize = 1024;
+
+/// Four publishers write 16 MiB as fast as their sockets take it, eight times `max_pending`, to
+/// one subscriber that reads steadily but slower. The server must hold the publishers back (it
+/// stops reading them, as nats-server's `stalledWait` does) rather than queue their bytes for
+/// the subscriber and close it as a slow consumer: the subscriber gets every message, each
+/// publisher's in order, and is never disconnected.
+fn scenario_fan_in_holds_publishers_back(port: u16) {
+    let mut sub = RawConn::connect_small_rcvbuf(port, 16 * 1024);
+    sub.send_connect(r#"{"verbose":false,"pedantic":false}"#);
+    sub.send(b"SUB fanin.* 1\r\n");
+    sub.ping_pong();
+    let publishers: Vec<_> = (0..FANIN_PUBLISHERS)
+        .map(|p| {
+            let mut conn = RawConn::connect(port);
+            conn.send_connect(r#"{"verbose":false,"pedantic":false}"#);
+            std::thread::spawn(move || {
+                let mut batch = Vec::new();
+                for seq in 0..FANIN_MESSAGES_EACH {
+                    let mut payload = vec![b'x'; FANIN_PAYLOAD];
+                    let tag = format!("{seq:08}");
+                    payload[..8].copy_from_slice(tag.as_bytes());
+                    batch
+                        .extend_from_slice(format!("PUB fanin.{p} {FANIN_PAYLOAD}\r\n").as_bytes());
+                    batch.extend_from_slice(&payload);
+                    batch.extend_from_slice(b"\r\n");
+                    if batch.len() >= 256 * 1024 {
+                        conn.send(&batch);
+                        batch.clear();
+                    }
+                }
+                conn.send(&batch);
+                conn.ping_pong();
+                conn
+            })
+        })
+        .collect();
+    let mut next = [0usize; FANIN_PUBLISHERS];
+    let deadline = std::time::Instant::now() + LOAD_TIME_MAX;
+    for received in 0..FANIN_PUBLISHERS * FANIN_MESSAGES_EACH {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fan-in did not finish in {LOAD_TIME_MAX:?}"
+        );
+        let msg = sub.read_msg();
+        let p: usize = msg.subject["fanin.".len()..]
+            .parse()
+            .expect("publisher index");
+        let seq: usize = std::str::from_utf8(&msg.payload[..8])
+            .expect("tag")
+            .parse()
+            .expect("sequence");
+        assert_eq!(
+            seq, next[p],
+            "publisher {p} out of order at message {received}"
+        );
+        next[p] += 1;
+        // A steady reader, slower than four writers: a pause every 32 KiB or so.
+        if received % 32 == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    }
+    for publisher in publishers {
+        publisher.join().expect("publisher thread");
+    }
+    sub.ping_pong();
+}
+
+#[test]
+fn fan_in_holds_publishers_back_instead_of_dropping_the_subscriber() {
+    let server = Server::start_with(common::ServerOpts {
+        config_extra: format!("max_pending: {FANIN_MAX_PENDING}\nmax_payload: 65536"),
+        ..Default::default()
+    });
+    scenario_fan_in_holds_publishers_back(server.port());
+}
+
+#[test]
+fn fan_in_holds_publishers_back_instead_of_dropping_the_subscriber_nats_server() {
+    if let Some(server) = common::start_nats_server(
+        &format!("max_pending: {FANIN_MAX_PENDING}\nmax_payload: 65536"),
+        &[],
+    ) {
+        scenario_fan_in_holds_publishers_back(server.port());
+    }
+}

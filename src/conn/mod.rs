@@ -86,12 +86,21 @@ impl Default for ConnFlags {
 }
 
 /// A publisher held back because a subscriber it feeds is past half its `max_pending`
-/// (nats-server `stalledWait`).
+/// (nats-server `stalledWait`): its recv stays cancelled, so TCP pushes back on it.
 #[derive(Clone, Copy, Debug)]
 pub struct Stall {
-    pub consumer: u32,
-    pub consumer_cid: u64,
+    pub on: StallOn,
     pub until: Instant,
+}
+
+/// What a stalled publisher waits for.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StallOn {
+    /// A subscriber on this shard (its slot and client id) to drain below half its limit.
+    Subscriber { slot: u32, cid: u64 },
+    /// Another shard to take most of what this shard queued for it: that shard stops taking
+    /// while a subscriber there is past half its limit.
+    Peer(crate::shard::ShardId),
 }
 
 /// Where a connection is in its life.
@@ -137,6 +146,9 @@ pub struct Conn {
     /// `PONG` and `+OK` lines held back, in order, until peers acknowledge `interest_seq`.
     pub held_acks: Vec<&'static [u8]>,
     pub recv_armed: bool,
+    /// Reads left to arm one at a time (not multishot) since this publisher was last stalled,
+    /// so what arrives while a stall is decided stays within one buffer.
+    pub single_reads_left: u8,
     pub close_reason: Option<CloseReason>,
     /// The TLS session, when the server requires TLS.
     pub tls: Option<Box<TlsSession>>,
@@ -198,6 +210,7 @@ impl Conn {
             interest_seq: 0,
             held_acks: Vec::new(),
             recv_armed: false,
+            single_reads_left: 0,
             close_reason: None,
             tls: None,
             tls_deadline: None,
@@ -227,11 +240,27 @@ impl Conn {
         self.rbuf.len() > self.rbuf_pos
     }
 
+    /// Gives back read-buffer capacity a burst left behind, once little is buffered (from the
+    /// shard's timer: shrinking on the data path made a stalled publisher's buffer shrink and
+    /// regrow, and each regrowth copied it).
+    pub fn shrink_rbuf_if_idle(&mut self) {
+        const IDLE_CAPACITY_MAX: usize = 64 * 1024;
+        if self.rbuf.capacity() <= IDLE_CAPACITY_MAX
+            || self.rbuf.len() - self.rbuf_pos > IDLE_CAPACITY_MAX / 2
+        {
+            return;
+        }
+        self.rbuf.drain(..self.rbuf_pos);
+        self.rbuf_pos = 0;
+        self.rbuf.shrink_to(IDLE_CAPACITY_MAX);
+    }
+
     /// Whether this connection's ops wait: a slow CONNECT check is running, or a PONG/+OK is
-    /// held for other shards' acknowledgement (later ops would answer out of order).
+    /// held for other shards' acknowledgement (later ops would answer out of order). A stall
+    /// (`stall`) is apart: it lets the current read finish and holds back later ones.
     #[inline]
     pub fn is_input_paused(&self) -> bool {
-        self.auth_pending || !self.held_acks.is_empty() || self.stall.is_some()
+        self.auth_pending || !self.held_acks.is_empty()
     }
 
     /// Number of kernel operations that may still touch this connection's buffers.

@@ -128,6 +128,11 @@ impl<'a> Decoder<'a> {
     pub fn new(batch: &'a [u8]) -> Decoder<'a> {
         Decoder { rest: batch }
     }
+
+    /// Bytes of the batch not decoded yet.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
 }
 
 impl<'a> Iterator for Decoder<'a> {

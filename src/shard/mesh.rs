@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::shard::ShardId;
 
@@ -114,12 +114,21 @@ impl Drop for Waker {
 pub struct Mesh {
     pub me: ShardId,
     outgoing: Vec<Option<Outgoing>>,
-    incoming: Vec<Option<rtrb::Consumer<ShardMsg>>>,
+    incoming: Vec<Option<Incoming>>,
     wakers: Vec<Arc<Waker>>,
+}
+
+struct Incoming {
+    consumer: rtrb::Consumer<ShardMsg>,
+    /// Shared with the peer's `Outgoing::in_ring`.
+    in_ring: Arc<AtomicUsize>,
 }
 
 struct Outgoing {
     producer: rtrb::Producer<ShardMsg>,
+    /// Weight of the entries in the ring that the peer has not popped yet: with the backlog,
+    /// how far behind the peer is (it stops popping while one of its subscribers is full).
+    in_ring: Arc<AtomicUsize>,
     /// Entries that did not fit in the ring, in order; always drained before new ones.
     backlog: VecDeque<ShardMsg>,
     backlog_bytes: usize,
@@ -144,13 +153,15 @@ pub fn build(wakers: &[Arc<Waker>]) -> Vec<Mesh> {
                 continue;
             }
             let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+            let in_ring = Arc::new(AtomicUsize::new(0));
             meshes[from].outgoing[to] = Some(Outgoing {
                 producer,
+                in_ring: Arc::clone(&in_ring),
                 backlog: VecDeque::new(),
                 backlog_bytes: 0,
                 pushed: false,
             });
-            meshes[to].incoming[from] = Some(consumer);
+            meshes[to].incoming[from] = Some(Incoming { consumer, in_ring });
         }
     }
     meshes
@@ -180,8 +191,10 @@ impl Mesh {
             return false;
         };
         if out.backlog.is_empty() {
+            let weight = msg.weight();
             match out.producer.push(msg) {
                 Ok(()) => {
+                    out.in_ring.fetch_add(weight, Ordering::Relaxed);
                     out.pushed = true;
                     return true;
                 }
@@ -202,6 +215,7 @@ impl Mesh {
                 match out.producer.push(msg) {
                     Ok(()) => {
                         out.backlog_bytes -= weight;
+                        out.in_ring.fetch_add(weight, Ordering::Relaxed);
                         out.pushed = true;
                     }
                     Err(rtrb::PushError::Full(m)) => {
@@ -219,29 +233,29 @@ impl Mesh {
         remaining
     }
 
-    /// Pops up to `max` entries from every peer, calling `f(from, msg)` for each.
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(ShardId, ShardMsg)) -> usize {
-        let mut count = 0;
-        for (peer, consumer) in self.incoming.iter_mut().enumerate() {
-            let Some(consumer) = consumer else { continue };
-            let mut taken = 0;
-            while taken < max {
-                match consumer.pop() {
-                    Ok(msg) => {
-                        f(ShardId(peer as u16), msg);
-                        taken += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            count += taken;
-        }
-        count
+    /// Bytes queued for `to` that it has not taken yet (in its ring, or in our backlog).
+    pub fn queued_bytes(&self, to: ShardId) -> usize {
+        self.outgoing
+            .get(usize::from(to.0))
+            .and_then(Option::as_ref)
+            .map_or(0, |out| {
+                out.in_ring.load(Ordering::Relaxed) + out.backlog_bytes
+            })
     }
 
-    /// Whether any peer has something queued for us.
-    pub fn has_incoming(&self) -> bool {
-        self.incoming.iter().flatten().any(|c| !c.is_empty())
+    /// Takes the next entry `from` sent, if any.
+    pub fn pop(&mut self, from: ShardId) -> Option<ShardMsg> {
+        let incoming = self.incoming.get_mut(usize::from(from.0))?.as_mut()?;
+        let msg = incoming.consumer.pop().ok()?;
+        incoming.in_ring.fetch_sub(msg.weight(), Ordering::Relaxed);
+        Some(msg)
+    }
+
+    /// Whether a peer outside `skip` (a bit per shard) has something queued for us.
+    pub fn has_incoming(&self, skip: u64) -> bool {
+        self.incoming.iter().enumerate().any(|(peer, c)| {
+            skip & (1 << peer) == 0 && c.as_ref().is_some_and(|c| !c.consumer.is_empty())
+        })
     }
 }
 
@@ -270,17 +284,51 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..4 {
             meshes[0].flush();
-            meshes[1].drain(usize::MAX, |from, msg| {
-                assert_eq!(from, ShardId(0));
+            while let Some(msg) = meshes[1].pop(ShardId(0)) {
                 if let ShardMsg::InterestAck { seq } = msg {
                     seen.push(seq);
                 }
-            });
+            }
         }
+        assert_eq!(
+            meshes[0].queued_bytes(ShardId(1)),
+            0,
+            "everything was taken"
+        );
         assert_eq!(seen.len(), total);
         assert!(
             seen.windows(2).all(|w| w[0] + 1 == w[1]),
             "entries arrived out of order"
         );
+    }
+
+    #[test]
+    fn queued_bytes_count_ring_and_backlog_until_the_peer_takes_them() {
+        let wakers: Vec<_> = (0..2).map(|_| Waker::new().unwrap()).collect();
+        let mut meshes = build(&wakers);
+        let batch = 1000;
+        for _ in 0..RING_CAPACITY + 3 {
+            assert!(meshes[0].send(ShardId(1), ShardMsg::Messages(vec![0; batch])));
+        }
+        let total = (RING_CAPACITY + 3) * batch;
+        assert_eq!(
+            meshes[0].queued_bytes(ShardId(1)),
+            total,
+            "ring plus backlog"
+        );
+        assert_eq!(
+            meshes[1].queued_bytes(ShardId(0)),
+            0,
+            "the other direction is empty"
+        );
+        for taken in 1..=10 {
+            assert!(meshes[1].pop(ShardId(0)).is_some());
+            assert_eq!(meshes[0].queued_bytes(ShardId(1)), total - taken * batch);
+        }
+        assert!(
+            !meshes[1].has_incoming(0b01),
+            "a peer on hold (bit 0) does not count as incoming"
+        );
+        assert!(meshes[1].has_incoming(0));
     }
 }

@@ -154,6 +154,17 @@ impl Reactor {
         self.push(entry);
     }
 
+    /// Arms one recv (not multishot) with a provided buffer: at most one buffer of data
+    /// arrives before the connection decides again whether to read.
+    pub fn push_recv_once(&mut self, fd: RawFd, slot: u32) {
+        let entry = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), self.bufs.buf_len as u32)
+            .buf_group(BUF_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(user_data(OpKind::Recv, slot));
+        self.push(entry);
+    }
+
     /// Sends `len` bytes at `ptr`.
     ///
     /// # Safety

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+# Usage: scripts/idle_conns.py [--conns N] [--rounds R] [--servers ringnats,nats-server] [--out FILE.md]
+#
+# Broker memory per idle connection: starts each server (pinned to CPU 0, as compare.sh does)
+# on a free loopback port, opens N client connections that each send CONNECT and PING and get
+# their PONG (so the server has accepted, registered and answered every one of them), then
+# reads the server's resident memory (VmRSS from /proc) before and after and divides the growth
+# by N. The connections stay open and idle while RSS is read, then all are closed.
+#
+# 20,000 connections need more than the usual 1,024 descriptors on both sides: the script
+# raises its own RLIMIT_NOFILE (soft and hard, which needs root for the hard limit) to
+# N + 1,000 before it starts the servers, which inherit it. Needs target/release/ringnats
+# and nats-server on PATH; starts and stops only its own servers.
+import argparse
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+RINGNATS = "target/release/ringnats"
+CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"name":"idle"}\r\nPING\r\n'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def raise_fd_limit(needed):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
+    except (ValueError, PermissionError) as e:
+        sys.exit(f"idle_conns.py: need {needed} open files, have soft {soft} hard {hard} "
+                 f"and cannot raise them ({e}); run as root or lower --conns")
+
+
+def wait_listening(port, deadline):
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def read_until(s, marker, deadline):
+    buf = b""
+    while marker not in buf:
+        s.settimeout(max(0.1, deadline - time.time()))
+        data = s.recv(4096)
+        if not data:
+            raise RuntimeError("server closed an idle connection")
+        buf += data
+    return buf
+
+
+def open_idle(port, n, within):
+    """Opens n connections, each CONNECT + PING, and waits until every one has its PONG.
+    Works in chunks so the listen backlog never overflows."""
+    deadline = time.time() + within
+    conns = []
+    chunk = 500
+    for start in range(0, n, chunk):
+        batch = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                 for _ in range(min(chunk, n - start))]
+        for s in batch:
+            read_until(s, b"\r\n", deadline)  # INFO
+            s.sendall(CONNECT)
+        for s in batch:
+            read_until(s, b"PONG\r\n", deadline)
+        conns.extend(batch)
+    return conns
+
+
+def measure(server_cmd, n):
+    port = free_port()
+    server = subprocess.Popen(["taskset", "-c", "0", *server_cmd, "-a", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conns = []
+    try:
+        wait_listening(port, time.time() + 10)
+        time.sleep(0.5)
+        before = rss_kib(server.pid)
+        conns = open_idle(port, n, within=120)
+        time.sleep(1.0)
+        after = rss_kib(server.pid)
+        if server.poll() is not None:
+            raise RuntimeError("server exited")
+        return before, after
+    finally:
+        for s in conns:
+            s.close()
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conns", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--servers", default="ringnats,nats-server")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    raise_fd_limit(args.conns + 1000)
+    commands = {"ringnats": [RINGNATS], "nats-server": ["nats-server"]}
+    names = args.servers.split(",")
+    results = {name: [] for name in names}
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else list(reversed(names))
+        for name in order:
+            before, after = measure(commands[name], args.conns)
+            per_conn = (after - before) * 1024 / args.conns
+            results[name].append((before, after, per_conn))
+            print(f"round {r + 1} {name}: RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
+                  f"{per_conn:,.0f} B per connection", file=sys.stderr)
+    lines = [
+        f"# Idle connections: {args.conns:,} held, CONNECT + PING/PONG each, then idle",
+        "",
+        f"- command: scripts/idle_conns.py --conns {args.conns} --rounds {args.rounds}",
+        "- per connection = (server VmRSS with all connections held, 1 s after the last PONG"
+        " - VmRSS before the first connect) / connections",
+        "",
+        "| server | RSS before, MiB | RSS held, MiB | bytes per connection (median) | per round |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        rows = results[name]
+        lines.append(
+            f"| {name} | {statistics.median(b for b, _, _ in rows) / 1024:.1f} "
+            f"| {statistics.median(a for _, a, _ in rows) / 1024:.1f} "
+            f"| {statistics.median(p for _, _, p in rows):,.0f} "
+            f"| {', '.join(f'{p:,.0f}' for _, _, p in rows)} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
