@@ -81,6 +81,11 @@ pub struct Cli {
     #[arg(long = "shards", value_name = "N")]
     pub shards: Option<usize>,
 
+    /// Microseconds a shard spins for more work after a turn that moved only a few bytes
+    /// (request/reply traffic) before it sleeps; 0 turns it off. Default 50.
+    #[arg(long = "busy_poll", visible_alias = "busy-poll", value_name = "MICROS")]
+    pub busy_poll: Option<u64>,
+
     /// User required for connections (with --pass).
     #[arg(long = "user", value_name = "USER")]
     pub user: Option<String>,
@@ -286,6 +291,7 @@ const LONG_FLAGS: &[&str] = &[
     "log_file",
     "logtime",
     "shards",
+    "busy_poll",
     "version",
     "help",
 ];
@@ -418,6 +424,9 @@ fn apply_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
         }
         opts.shards = Some(shards);
     }
+    if let Some(micros) = cli.busy_poll {
+        opts.busy_poll = std::time::Duration::from_micros(micros);
+    }
     opts.apply_baseline();
     Ok(())
 }
@@ -484,6 +493,16 @@ mod tests {
         assert_eq!(opts.server_name.as_deref(), Some("x"));
         assert!(opts.logtime);
         assert_eq!(opts.shards, Some(3));
+    }
+
+    #[test]
+    fn busy_poll_defaults_on_and_can_be_turned_off() {
+        let opts = options_from_cli(&cli(&[])).unwrap();
+        assert_eq!(opts.busy_poll, std::time::Duration::from_micros(50));
+        let opts = options_from_cli(&cli(&["--busy_poll", "0"])).unwrap();
+        assert!(opts.busy_poll.is_zero());
+        let opts = options_from_cli(&cli(&["-busy_poll", "120"])).unwrap();
+        assert_eq!(opts.busy_poll, std::time::Duration::from_micros(120));
     }
 
     #[test]

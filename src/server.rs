@@ -119,6 +119,7 @@ impl Shared {
             ping_max: o.ping_max,
             write_deadline: o.write_deadline,
             trace: o.trace,
+            busy_poll: o.busy_poll,
         };
         (limits, generation)
     }

@@ -215,7 +215,21 @@ async fn collect_queue_deliveries(
 
 #[tokio::test]
 async fn request_gets_the_reply() {
-    let server = Server::start("");
+    request_reply_round_trips(Server::start("")).await;
+}
+
+/// The same exchange with the shard's busy-poll off (`--busy_poll 0`): every turn ends in a
+/// sleeping wait, so replies must come from wake-ups alone.
+#[tokio::test]
+async fn request_gets_the_reply_without_busy_poll() {
+    let server = Server::start_with(common::ServerOpts {
+        args: vec!["--busy_poll".into(), "0".into()],
+        ..Default::default()
+    });
+    request_reply_round_trips(server).await;
+}
+
+async fn request_reply_round_trips(server: Server) {
     let responder = Nats::connect(&server).await;
     let requester = Nats::connect(&server).await;
     let mut service = subscribe(&responder, "svc.upper").await;

@@ -65,6 +65,9 @@ const TURN_BUDGET: Duration = Duration::from_millis(50);
 const STALL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Entries taken from each peer ring per turn, so a busy peer cannot starve our sockets.
 const MESH_DRAIN_MAX: usize = 1024;
+/// A turn that received at most this much is request/reply-like: the shard spins for the next
+/// message before sleeping (`Limits::busy_poll`). Bulk publishers' turns read far more.
+const LIGHT_TURN_BYTES: usize = 2048;
 
 /// A subscription on this shard.
 pub struct Subscription {
@@ -130,6 +133,10 @@ pub struct Shard {
     /// Per peer: the rest of a batch whose delivery stopped when the peer was put on hold,
     /// and where in it to go on.
     held_batches: Vec<Option<(Vec<u8>, usize)>>,
+    /// Bytes received this turn (see `keep_spinning`).
+    turn_recv_bytes: usize,
+    /// Turns end without sleeping until then (see `keep_spinning`).
+    spin_until: Instant,
     /// Subscriptions that reached their UNSUB max during delivery.
     expired: Vec<SubKey>,
     /// Cross-shard batches being built this turn, one per peer.
@@ -177,6 +184,8 @@ pub struct Limits {
     pub ping_max: u32,
     pub write_deadline: Duration,
     pub trace: bool,
+    /// See `Options::busy_poll`.
+    pub busy_poll: Duration,
 }
 
 impl Shard {
@@ -216,6 +225,8 @@ impl Shard {
             forwarded_to: 0,
             held_peers: 0,
             held_batches: vec![None; peers],
+            turn_recv_bytes: 0,
+            spin_until: now,
             expired: Vec::new(),
             forward: vec![Vec::new(); peers],
             barrier_next: 1,
@@ -252,6 +263,7 @@ impl Shard {
     pub fn run(&mut self) -> std::io::Result<()> {
         loop {
             self.now = Instant::now();
+            self.turn_recv_bytes = 0;
             self.reactor.reap(&mut self.completions);
             let completions = std::mem::take(&mut self.completions);
             for c in &completions {
@@ -283,6 +295,19 @@ impl Shard {
             } else {
                 Some(self.next_tick.saturating_duration_since(turn_end))
             };
+            if self.keep_spinning(turn_end, timeout) {
+                // Send this turn's output now and look for the next message awake: waking a
+                // sleeping thread costs more than a request/reply hop on loopback.
+                self.reactor.submit_nowait()?;
+                if !self.reactor.has_completions()
+                    && self
+                        .reactor
+                        .spin_for_work(self.spin_until.saturating_duration_since(turn_end))
+                {
+                    self.reactor.submit_nowait()?;
+                }
+                continue;
+            }
             self.waker.prepare_sleep();
             let timeout = if self.mesh.has_incoming(self.held_peers) {
                 Some(Duration::ZERO)
@@ -292,6 +317,19 @@ impl Shard {
             self.reactor.submit_and_wait(timeout)?;
             self.waker.awake();
         }
+    }
+
+    /// Whether to end this turn without sleeping. A turn that received a little (a request, a
+    /// reply, a CONNECT) starts a spin of `busy_poll`; turns go on without sleeping until it
+    /// runs out. Bulk traffic, whose turns read kilobytes, never starts one.
+    fn keep_spinning(&mut self, turn_end: Instant, timeout: Option<Duration>) -> bool {
+        if self.limits.busy_poll.is_zero() || timeout == Some(Duration::ZERO) {
+            return false;
+        }
+        if self.turn_recv_bytes > 0 && self.turn_recv_bytes <= LIGHT_TURN_BYTES {
+            self.spin_until = turn_end + self.limits.busy_poll;
+        }
+        turn_end < self.spin_until
     }
 
     /// Logs (at most every `STALL_LOG_INTERVAL`) a turn that took longer than `TURN_BUDGET`:
@@ -387,6 +425,7 @@ impl Shard {
             conn.recv_armed = false;
         }
         if c.result > 0 {
+            self.turn_recv_bytes += c.result as usize;
             if let Some(id) = buffer {
                 // SAFETY: the buffer is ours until `reclaim` below; nothing reclaims it earlier.
                 let data = unsafe { self.reactor.buffer_detached(id, c.result as usize) };

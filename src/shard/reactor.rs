@@ -113,6 +113,7 @@ impl Reactor {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .setup_cqsize(CQ_ENTRIES)
             .setup_submit_all()
             .build(SQ_ENTRIES)?;
@@ -229,6 +230,29 @@ impl Reactor {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether completions wait in the completion queue.
+    pub fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
+    /// Spins for at most `budget`, without a syscall, until the kernel has deferred work or a
+    /// completion for us; returns whether it has. (With deferred task running, a completion
+    /// is queued as task work, which the kernel flags in the submission ring.)
+    pub fn spin_for_work(&mut self, budget: Duration) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self.ring.submission().taskrun() || !self.ring.completion().is_empty() {
+                return true;
+            }
+            if start.elapsed() >= budget {
+                return false;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
         }
     }
 

@@ -17,6 +17,7 @@
 //! likely to stay (they are re-added at once if evicted), and cannot be steered by the subjects a
 //! client picks, unlike LRU or FIFO order.
 
+use std::cell::Cell;
 use std::hash::Hash;
 use std::rc::Rc;
 
@@ -36,6 +37,10 @@ pub struct MatchCache<T> {
     capacity: usize,
     /// xorshift64 state for picking the entry to evict; never 0.
     rng: u64,
+    /// Position of the last subject found: a publisher repeating its subject (the common
+    /// case) costs one compare instead of a hash and a probe. Checked against the entry's
+    /// subject on use, so entries may move under it.
+    last: Cell<usize>,
 }
 
 struct Entry<T> {
@@ -51,13 +56,25 @@ impl<T: Copy + Eq + Hash> MatchCache<T> {
             entries: Vec::new(),
             capacity,
             rng: 0x9E37_79B9_7F4A_7C15,
+            last: Cell::new(usize::MAX),
         }
     }
 
     /// The slot of a cached subject; pass it to [`MatchCache::at`]. One hash lookup, no
     /// allocation. (A slot rather than a reference lets the caller fill a miss afterwards.)
+    #[inline]
     pub fn slot(&self, subject: &[u8]) -> Option<usize> {
-        self.slots.get(subject).copied()
+        let last = self.last.get();
+        if let Some(entry) = self.entries.get(last) {
+            if *entry.subject == *subject {
+                return Some(last);
+            }
+        }
+        let slot = self.slots.get(subject).copied();
+        if let Some(slot) = slot {
+            self.last.set(slot);
+        }
+        slot
     }
 
     /// The cached result in `slot`, from [`MatchCache::slot`] with no change in between.
@@ -217,6 +234,35 @@ mod tests {
                 .parse()
                 .unwrap();
             assert_eq!(entry.matches.plain, [i]);
+        }
+    }
+
+    #[test]
+    fn the_last_subject_memo_follows_entries_that_move() {
+        let mut cache = MatchCache::new(3);
+        for i in 0..200u32 {
+            let subject = format!("m.{i}");
+            if cache.slot(subject.as_bytes()).is_none() {
+                cache.insert_with(subject.as_bytes(), |m| m.plain.push(i));
+            }
+            // Ask for an older subject twice (the second answer comes from the memo), then for
+            // one that was evicted, whose memoised position now holds another subject.
+            for back in [1u32, 1, 5] {
+                let Some(old) = i.checked_sub(back) else {
+                    continue;
+                };
+                let subject = format!("m.{old}");
+                match cache.slot(subject.as_bytes()) {
+                    Some(slot) => assert_eq!(cache.at(slot).plain, [old], "{subject}"),
+                    None => assert!(
+                        cache
+                            .entries
+                            .iter()
+                            .all(|e| *e.subject != *subject.as_bytes()),
+                        "{subject} is cached but was not found"
+                    ),
+                }
+            }
         }
     }
 
