@@ -1,6 +1,7 @@
 //! A broker that does nothing: the load generator's ceiling.
 //!
-//! `null_broker HOST PORT` accepts NATS clients, sends each an INFO, answers every `PING` with
+//! `null_broker HOST PORT` (or `-c CONFIG`, reading only `listen:` and whether there is an
+//! `authorization` block) accepts NATS clients, sends each an INFO, answers every `PING` with
 //! `PONG` and throws everything else away. No parsing, no routing, no delivery, no auth. A load
 //! generator run against it measures the generator itself: publish rates and connect rates a
 //! real broker cannot beat with that generator, whatever its speed. `scripts/ceiling.sh` runs
@@ -14,18 +15,27 @@ use memchr::memmem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const INFO: &[u8] = b"INFO {\"server_id\":\"NULL\",\"server_name\":\"null\",\"version\":\"2.9.10\",\
+/// INFO without and with an authentication request (then with a nonce, so that nkey clients
+/// sign it as they would for a real server; the signature is not checked).
+const INFO: &str = "INFO {\"server_id\":\"NULL\",\"server_name\":\"null\",\"version\":\"2.9.10\",\
 \"proto\":1,\"go\":\"none\",\"host\":\"127.0.0.1\",\"port\":4222,\"headers\":true,\
 \"max_payload\":1048576}\r\n";
+const INFO_AUTH: &str = "INFO {\"server_id\":\"NULL\",\"server_name\":\"null\",\"version\":\"2.9.10\",\
+\"proto\":1,\"go\":\"none\",\"host\":\"127.0.0.1\",\"port\":4222,\"headers\":true,\
+\"max_payload\":1048576,\"auth_required\":true,\"nonce\":\"bm90LWEtcmVhbC1ub25jZQ\"}\r\n";
 const PING: &[u8] = b"PING\r\n";
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (Some(host), Some(port)) = (args.next(), args.next()) else {
-        eprintln!("usage: null_broker HOST PORT");
-        std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (addr, info) = match args.as_slice() {
+        [flag, config] if flag == "-c" => from_config(config)?,
+        [host, port] => (format!("{host}:{port}"), INFO),
+        _ => {
+            eprintln!("usage: null_broker HOST PORT | null_broker -c CONFIG");
+            std::process::exit(2);
+        }
     };
-    let addr: SocketAddr = format!("{host}:{port}")
+    let addr: SocketAddr = addr
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -35,14 +45,32 @@ fn main() -> std::io::Result<()> {
         let listener = TcpListener::bind(addr).await?;
         loop {
             let (stream, _) = listener.accept().await?;
-            tokio::spawn(serve(stream));
+            tokio::spawn(serve(stream, info));
         }
     })
 }
 
-async fn serve(mut stream: TcpStream) {
+/// The `listen: HOST:PORT` line of a nats-server config, and whether it asks for any kind of
+/// authentication (an `authorization` block): then every client is asked to authenticate,
+/// and every client is let in.
+fn from_config(path: &str) -> std::io::Result<(String, &'static str)> {
+    let text = std::fs::read_to_string(path)?;
+    let listen = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listen:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no listen line"))?;
+    let info = if text.contains("authorization") {
+        INFO_AUTH
+    } else {
+        INFO
+    };
+    Ok((listen, info))
+}
+
+async fn serve(mut stream: TcpStream, info: &'static str) {
     let _ = stream.set_nodelay(true);
-    if stream.write_all(INFO).await.is_err() {
+    if stream.write_all(info.as_bytes()).await.is_err() {
         return;
     }
     let finder = memmem::Finder::new(PING);

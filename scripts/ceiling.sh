@@ -9,11 +9,13 @@
 # every broker: the B/A column is each real server's share of that ceiling.
 #
 # Only scenarios the null broker can serve make sense: publish-only, connect storms and
-# connect latency (default: pub16,pub128,storm_none,connlat_none). Results go to
+# connect latency, with or without credentials (it asks for them when the config has an
+# authorization block, with a nonce for nkeys, and lets everyone in). Default:
+# pub16,pub128,storm_none,connlat_none,storm_token,storm_nkey. Results go to
 # perf/results/<stamp>-ceiling/{nats-server,ringnats}/ and the two tables are printed.
 set -euo pipefail
 
-scenarios="pub16,pub128,storm_none,connlat_none"
+scenarios="pub16,pub128,storm_none,connlat_none,storm_token,storm_nkey"
 rounds=3
 bench_dir=../shared/bench
 while [[ $# -gt 0 ]]; do
@@ -48,7 +50,7 @@ mkdir -p "$out"
     echo "- A = target/release/examples/null_broker (INFO, PONG, nothing else)"
 } >"$out/header.md"
 
-null="target/release/examples/null_broker {host} {port}"
+null="target/release/examples/null_broker -c {config}"
 python3 "$bench_dir/compare.py" --rounds "$rounds" --scenarios "$scenarios" \
     --names null,nats-server --out "$out/nats-server" "$null" "nats-server -c {config}"
 python3 "$bench_dir/compare.py" --rounds "$rounds" --scenarios "$scenarios" \
