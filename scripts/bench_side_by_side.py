@@ -14,11 +14,16 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 RINGNATS = "target/release/ringnats"
+SCRATCH = tempfile.mkdtemp(prefix="bench-side-by-side-")
 
-# name, bench arguments, what to read from the report
+# Credentials for the storm scenarios with authentication (loopback test values only).
+TOKEN = "side-by-side-token"
+
+# name, bench arguments, what to read from the report[, server config]
 SCENARIOS = [
     ("pub16", ["--pub", "1", "--msgs", "4000000", "--size", "16b"], "pub"),
     ("pubsub16", ["--pub", "1", "--sub", "1", "--msgs", "2000000", "--size", "16b"], "sub"),
@@ -27,13 +32,19 @@ SCENARIOS = [
     ("fanin4", ["--pub", "4", "--sub", "1", "--msgs", "1000000", "--size", "128b"], "sub"),
     ("queue4", ["--pub", "1", "--sub", "4", "--queue", "q", "--msgs", "1000000", "--size", "128b"], "sub"),
     ("reqrep", ["--request", "--msgs", "10000", "--size", "16b"], "p50"),
+    ("reqrep", ["--request", "--msgs", "10000", "--size", "16b"], "p99"),
     ("storm", ["--connect-storm", "--workers", "4", "--duration", "2s"], "connects"),
+    ("storm_token", ["--connect-storm", "--workers", "4", "--duration", "2s", "--token", TOKEN],
+     "connects", "authorization {{ token: " + TOKEN + " }}"),
+    ("storm_nkey", ["--connect-storm", "--workers", "4", "--duration", "2s", "--nkey", "{seed}"],
+     "connects", "authorization {{ users = [ {{ nkey: {public} }} ] }}"),
 ]
 
 PATTERNS = {
     "pub": re.compile(r"^\s*Pub stats: ([\d,]+) msgs/sec", re.M),
     "sub": re.compile(r"^\s*Sub stats: ([\d,]+) msgs/sec", re.M),
     "p50": re.compile(r"p50 ([\d.]+)us"),
+    "p99": re.compile(r"p99 ([\d.]+)us"),
     "connects": re.compile(r"Connect stats: ([\d,]+) connects/sec"),
 }
 
@@ -46,9 +57,15 @@ def free_port():
     return port
 
 
-def run_once(server_cmd, args, metric):
+def run_once(server_cmd, args, metric, config=None):
     port = free_port()
-    server = subprocess.Popen(["taskset", "-c", "0", *server_cmd, "-a", "127.0.0.1", "-p", str(port)],
+    extra = []
+    if config is not None:
+        path = os.path.join(SCRATCH, f"server-{port}.conf")
+        with open(path, "w") as f:
+            f.write(config + "\n")
+        extra = ["-c", path]
+    server = subprocess.Popen(["taskset", "-c", "0", *server_cmd, *extra, "-a", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 10
@@ -70,6 +87,18 @@ def run_once(server_cmd, args, metric):
             server.kill()
 
 
+def user_nkey():
+    """A fresh user nkey from `ringnats keygen user`: the seed in a file for the bench, the
+    public key for the server's config."""
+    out = subprocess.run([RINGNATS, "keygen", "user"], capture_output=True, text=True, check=True)
+    seed, public = out.stdout.split()[:2]
+    path = os.path.join(SCRATCH, "user.nk")
+    with open(path, "w") as f:
+        f.write(seed + "\n")
+    os.chmod(path, 0o600)
+    return path, public
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -80,7 +109,10 @@ def main():
     servers = [("ringnats", [RINGNATS]), ("nats-server", ["nats-server"])]
     lines = ["| scenario | metric | ringnats median | nats-server median | B/A | per-round B/A |",
              "|---|---|---|---|---|---|"]
-    for name, bench_args, metric in SCENARIOS:
+    seed, public = user_nkey()
+    for name, bench_args, metric, *config in SCENARIOS:
+        config = config[0].format(public=public) if config else None
+        bench_args = [a.format(seed=seed) for a in bench_args]
         if args.quick and "--msgs" in bench_args:
             i = bench_args.index("--msgs") + 1
             bench_args = bench_args[:i] + [str(int(bench_args[i]) // 4)] + bench_args[i + 1:]
@@ -88,7 +120,7 @@ def main():
         ratios = []
         for r in range(rounds):
             order = servers if r % 2 == 0 else servers[::-1]
-            got = {label: run_once(cmd, bench_args, metric) for label, cmd in order}
+            got = {label: run_once(cmd, bench_args, metric, config) for label, cmd in order}
             for label, value in got.items():
                 if value is not None:
                     samples[label].append(value)
@@ -97,7 +129,7 @@ def main():
         a = statistics.median(samples["ringnats"]) if samples["ringnats"] else float("nan")
         b = statistics.median(samples["nats-server"]) if samples["nats-server"] else float("nan")
         unit = {"pub": "msgs/s published", "sub": "msgs/s received (sum)", "p50": "us p50 (lower better)",
-                "connects": "connects/s"}[metric]
+                "p99": "us p99 (lower better)", "connects": "connects/s"}[metric]
         spread = f"{min(ratios):.3f}..{max(ratios):.3f}" if ratios else "n/a"
         lines.append(f"| {name} | {unit} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | {spread} |")
         print(lines[-1], file=sys.stderr)

@@ -203,6 +203,7 @@ fn parse_user(item: &Value, account: u32) -> Result<ParsedUser, ConfigError> {
         permissions: None,
         deadline: None,
         allows_client: true,
+        nkey: None,
     };
     let (mut name, mut nkey_value) = (None, None);
     for entry in map {
@@ -236,6 +237,7 @@ fn parse_user(item: &Value, account: u32) -> Result<ParsedUser, ConfigError> {
             if !nkey::is_valid_user_key(&key) {
                 return Err(v.error("nkey", "Not a valid public nkey for a user"));
             }
+            user.nkey = nkey::PublicNkey::parse(&key);
             user.name = key;
         }
         (Some(n), None) => user.name = n,

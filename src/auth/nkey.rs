@@ -23,12 +23,39 @@ pub fn verify_signature(
     nonce: Option<&str>,
     sig: Option<&str>,
 ) -> Result<(), AuthFailure> {
-    let sig = sig.ok_or(AuthFailure::MissingSignature)?;
-    let nonce = nonce.ok_or(AuthFailure::BadSignature)?;
-    let raw = decode_signature(sig).ok_or(AuthFailure::BadSignature)?;
-    let key = KeyPair::from_public_key(public_key).map_err(|_| AuthFailure::BadSignature)?;
-    key.verify(nonce.as_bytes(), &raw)
-        .map_err(|_| AuthFailure::BadSignature)
+    if sig.is_none() {
+        return Err(AuthFailure::MissingSignature);
+    }
+    let key = PublicNkey::parse(public_key).ok_or(AuthFailure::BadSignature)?;
+    key.verify(nonce, sig)
+}
+
+/// A public nkey decoded once (base32, checksum, curve point), for repeated verifications.
+pub struct PublicNkey(KeyPair);
+
+impl PublicNkey {
+    pub fn parse(public_key: &str) -> Option<PublicNkey> {
+        KeyPair::from_public_key(public_key).ok().map(PublicNkey)
+    }
+
+    /// Verifies `sig` over the ASCII bytes of `nonce`.
+    pub fn verify(&self, nonce: Option<&str>, sig: Option<&str>) -> Result<(), AuthFailure> {
+        let sig = sig.ok_or(AuthFailure::MissingSignature)?;
+        let nonce = nonce.ok_or(AuthFailure::BadSignature)?;
+        let raw = decode_signature(sig).ok_or(AuthFailure::BadSignature)?;
+        self.0
+            .verify(nonce.as_bytes(), &raw)
+            .map_err(|_| AuthFailure::BadSignature)
+    }
+}
+
+impl std::fmt::Debug for PublicNkey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A public key is not a secret; it is the user's name in logs already.
+        f.debug_tuple("PublicNkey")
+            .field(&self.0.public_key())
+            .finish()
+    }
 }
 
 fn decode_signature(sig: &str) -> Option<Vec<u8>> {
