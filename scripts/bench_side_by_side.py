@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Usage: scripts/bench_side_by_side.py [--rounds N] [--quick] [--out FILE.md]
+# Usage: scripts/bench_side_by_side.py [--rounds N] [--quick] [--scenarios a,b] [--out FILE.md]
 #
 # The second half of scripts/compare.sh: the same servers driven by ringnats' own load
 # generator (`ringnats bench`, which batches publishes as the official clients do), so the
@@ -104,13 +104,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="2 rounds, a quarter of the messages")
     ap.add_argument("--out")
+    ap.add_argument("--scenarios", help="comma list of scenario names (default: all)")
     args = ap.parse_args()
+    wanted = set(args.scenarios.split(",")) if args.scenarios else None
     rounds = 2 if args.quick else args.rounds
     servers = [("ringnats", [RINGNATS]), ("nats-server", ["nats-server"])]
     lines = ["| scenario | metric | ringnats median | nats-server median | B/A | per-round B/A |",
              "|---|---|---|---|---|---|"]
     seed, public = user_nkey()
     for name, bench_args, metric, *config in SCENARIOS:
+        if wanted is not None and name not in wanted:
+            continue
         config = config[0].format(public=public) if config else None
         bench_args = [a.format(seed=seed) for a in bench_args]
         if args.quick and "--msgs" in bench_args:
