@@ -102,7 +102,7 @@ def user_nkey():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="2 rounds, a quarter of the messages")
+    ap.add_argument("--quick", action="store_true", help="2 rounds, a quarter of the messages, 1 s storms")
     ap.add_argument("--out")
     ap.add_argument("--scenarios", help="comma list of scenario names (default: all)")
     args = ap.parse_args()
@@ -120,6 +120,9 @@ def main():
         if args.quick and "--msgs" in bench_args:
             i = bench_args.index("--msgs") + 1
             bench_args = bench_args[:i] + [str(int(bench_args[i]) // 4)] + bench_args[i + 1:]
+        if args.quick and "--duration" in bench_args:
+            i = bench_args.index("--duration") + 1
+            bench_args = bench_args[:i] + ["1s"] + bench_args[i + 1:]
         samples = {"ringnats": [], "nats-server": []}
         ratios = []
         for r in range(rounds):
