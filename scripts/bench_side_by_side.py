@@ -10,12 +10,12 @@
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from pinned_server import PinnedServer
 
 RINGNATS = "target/release/ringnats"
 SCRATCH = tempfile.mkdtemp(prefix="bench-side-by-side-")
@@ -49,42 +49,19 @@ PATTERNS = {
 }
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def run_once(server_cmd, args, metric, config=None):
-    port = free_port()
     extra = []
     if config is not None:
-        path = os.path.join(SCRATCH, f"server-{port}.conf")
-        with open(path, "w") as f:
+        fd, path = tempfile.mkstemp(suffix=".conf", dir=SCRATCH)
+        with os.fdopen(fd, "w") as f:
             f.write(config + "\n")
         extra = ["-c", path]
-    server = subprocess.Popen(["taskset", "-c", "0", *server_cmd, *extra, "-a", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        bench = subprocess.run(["taskset", "-c", "1", RINGNATS, "bench", "-s", f"nats://127.0.0.1:{port}",
-                                "--no-progress", *args], capture_output=True, text=True, timeout=90)
-        m = PATTERNS[metric].search(bench.stdout + bench.stderr)
-        return float(m.group(1).replace(",", "")) if m else None
-    finally:
-        server.terminate()
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with PinnedServer(server_cmd, extra) as server:
+        bench = subprocess.run(["taskset", "-c", "1", RINGNATS, "bench", "-s",
+                                f"nats://127.0.0.1:{server.port}", "--no-progress", *args],
+                               capture_output=True, text=True, timeout=90)
+    m = PATTERNS[metric].search(bench.stdout + bench.stderr)
+    return float(m.group(1).replace(",", "")) if m else None
 
 
 def user_nkey():

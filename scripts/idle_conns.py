@@ -17,22 +17,15 @@ import os
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import time
+
+from pinned_server import PinnedServer
 
 RINGNATS = "target/release/ringnats"
 # Descriptors a server or this script needs besides its connections (listener, ring, logs).
 FDS_OWN = 100
 CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"name":"idle"}\r\nPING\r\n'
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def rss_kib(pid):
@@ -61,16 +54,6 @@ def raise_fd_limit(conns):
             return fit
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
     return conns
-
-
-def wait_listening(port, deadline):
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not start")
 
 
 def read_until(s, marker, deadline):
@@ -103,28 +86,20 @@ def open_idle(port, n, within):
 
 
 def measure(server_cmd, n):
-    port = free_port()
-    server = subprocess.Popen(["taskset", "-c", "0", *server_cmd, "-a", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conns = []
-    try:
-        wait_listening(port, time.time() + 10)
-        time.sleep(0.5)
-        before = rss_kib(server.pid)
-        conns = open_idle(port, n, within=120)
-        time.sleep(1.0)
-        after = rss_kib(server.pid)
-        if server.poll() is not None:
-            raise RuntimeError("server exited")
-        return before, after
-    finally:
-        for s in conns:
-            s.close()
-        server.terminate()
+    with PinnedServer(server_cmd, stop_timeout_s=10) as server:
         try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            time.sleep(0.5)
+            before = rss_kib(server.pid)
+            conns = open_idle(server.port, n, within=120)
+            time.sleep(1.0)
+            after = rss_kib(server.pid)
+            if server.process.poll() is not None:
+                raise RuntimeError("server exited")
+            return before, after
+        finally:
+            for s in conns:
+                s.close()
 
 
 def main():
