@@ -299,10 +299,13 @@ impl Shard {
                 // Send this turn's output now and look for the next message awake: waking a
                 // sleeping thread costs more than a request/reply hop on loopback.
                 self.reactor.submit_nowait()?;
+                // Peers do not wake a shard that is not asleep: their rings are watched too.
+                let (mesh, held) = (&self.mesh, self.held_peers);
+                let budget = self.spin_until.saturating_duration_since(turn_end);
                 if !self.reactor.has_completions()
                     && self
                         .reactor
-                        .spin_for_work(self.spin_until.saturating_duration_since(turn_end))
+                        .spin_for_work(budget, || mesh.has_incoming(held))
                 {
                     self.reactor.submit_nowait()?;
                 }

@@ -239,12 +239,14 @@ impl Reactor {
     }
 
     /// Spins for at most `budget`, without a syscall, until the kernel has deferred work or a
-    /// completion for us; returns whether it has. (With deferred task running, a completion
-    /// is queued as task work, which the kernel flags in the submission ring.)
-    pub fn spin_for_work(&mut self, budget: Duration) -> bool {
+    /// completion for us, or `elsewhere` reports work; returns whether there is some. (With
+    /// deferred task running, a completion is queued as task work, which the kernel flags in
+    /// the submission ring.)
+    pub fn spin_for_work(&mut self, budget: Duration, mut elsewhere: impl FnMut() -> bool) -> bool {
         let start = std::time::Instant::now();
         loop {
-            if self.ring.submission().taskrun() || !self.ring.completion().is_empty() {
+            if self.ring.submission().taskrun() || !self.ring.completion().is_empty() || elsewhere()
+            {
                 return true;
             }
             if start.elapsed() >= budget {
