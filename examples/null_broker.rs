@@ -17,12 +17,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// INFO without and with an authentication request (then with a nonce, so that nkey clients
 /// sign it as they would for a real server; the signature is not checked).
-const INFO: &str = "INFO {\"server_id\":\"NULL\",\"server_name\":\"null\",\"version\":\"2.9.10\",\
-\"proto\":1,\"go\":\"none\",\"host\":\"127.0.0.1\",\"port\":4222,\"headers\":true,\
-\"max_payload\":1048576}\r\n";
-const INFO_AUTH: &str = "INFO {\"server_id\":\"NULL\",\"server_name\":\"null\",\"version\":\"2.9.10\",\
-\"proto\":1,\"go\":\"none\",\"host\":\"127.0.0.1\",\"port\":4222,\"headers\":true,\
-\"max_payload\":1048576,\"auth_required\":true,\"nonce\":\"bm90LWEtcmVhbC1ub25jZQ\"}\r\n";
+macro_rules! info {
+    ($($extra:literal)?) => {
+        concat!(
+            "INFO {\"server_id\":\"NULL\",\"server_name\":\"null\",\"version\":\"2.9.10\",",
+            "\"proto\":1,\"go\":\"none\",\"host\":\"127.0.0.1\",\"port\":4222,\"headers\":true,",
+            "\"max_payload\":1048576",
+            $($extra,)?
+            "}\r\n"
+        )
+    };
+}
+const INFO: &str = info!();
+const INFO_AUTH: &str = info!(",\"auth_required\":true,\"nonce\":\"bm90LWEtcmVhbC1ub25jZQ\"");
 const PING: &[u8] = b"PING\r\n";
 
 fn main() -> std::io::Result<()> {

@@ -263,6 +263,13 @@ impl Conn {
         self.auth_pending || !self.held_acks.is_empty()
     }
 
+    /// Whether input that arrives now must wait in the read buffer: ops are paused, or the
+    /// connection is stalled (a read that arrives after the stall began).
+    #[inline]
+    pub fn input_waits(&self) -> bool {
+        self.is_input_paused() || self.stall.is_some()
+    }
+
     /// Number of kernel operations that may still touch this connection's buffers.
     pub fn outstanding_ops(&self) -> u32 {
         u32::from(self.recv_armed) + u32::from(self.out.is_sending())

@@ -128,7 +128,8 @@ pub struct Shard {
     peer_holds: Vec<Option<crate::conn::Stall>>,
     /// Peers the current op forwarded to, a bit each (see `stall_on_busy_peer`).
     forwarded_to: u64,
-    /// Peers on hold, a bit each (mirrors `peer_holds`).
+    /// Peers on hold, a bit each (mirrors `peer_holds`; written only by `hold_peer` and
+    /// `release_peer_holds`).
     held_peers: u64,
     /// Per peer: the rest of a batch whose delivery stopped when the peer was put on hold,
     /// and where in it to go on.
@@ -500,7 +501,7 @@ impl Shard {
                 conn.rbuf_pos = 0;
                 break;
             }
-            if conn.is_input_paused() || conn.stall.is_some() || data.is_empty() {
+            if conn.input_waits() || data.is_empty() {
                 conn.rbuf.extend_from_slice(data);
                 return;
             }
@@ -514,7 +515,7 @@ impl Shard {
         // stall began; this was already on its way); the read that caused the stall runs to
         // its end, so only what follows it is copied aside.
         let conn = &self.conns[slot as usize];
-        let used = if conn.is_input_paused() || conn.stall.is_some() {
+        let used = if conn.input_waits() {
             0
         } else {
             self.process_input(slot, data, false)
@@ -531,7 +532,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        if !conn.has_buffered_input() || conn.is_input_paused() || conn.stall.is_some() {
+        if !conn.has_buffered_input() || conn.input_waits() {
             return;
         }
         let mut buf = std::mem::take(&mut conn.rbuf);
@@ -925,7 +926,7 @@ impl Shard {
             return;
         }
         if self.held_peers != 0 {
-            self.held_peers = self.release_peer_holds();
+            self.release_peer_holds();
         }
         let peers: smallvec::SmallVec<[ShardId; 8]> = self.mesh.peers().collect();
         for peer in peers {
@@ -1009,7 +1010,6 @@ impl Shard {
             let full = !self.over_half.is_empty();
             if full {
                 self.hold_peer(from);
-                self.held_peers |= 1 << from.0;
             }
             if !failed.is_empty() {
                 self.pass_queue_on(&fwd, &failed);

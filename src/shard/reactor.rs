@@ -245,8 +245,7 @@ impl Reactor {
     pub fn spin_for_work(&mut self, budget: Duration, mut elsewhere: impl FnMut() -> bool) -> bool {
         let start = std::time::Instant::now();
         loop {
-            if self.ring.submission().taskrun() || !self.ring.completion().is_empty() || elsewhere()
-            {
+            if self.ring.submission().taskrun() || self.has_completions() || elsewhere() {
                 return true;
             }
             if start.elapsed() >= budget {

@@ -23,9 +23,15 @@ pub(super) fn stall_threshold(max_pending: usize) -> usize {
     (max_pending / 2).min(STALL_PENDING_MAX)
 }
 
+/// See `stall_threshold`.
+const STALL_PENDING_MAX: usize = 4 * 1024 * 1024;
+
 /// The longest a publisher waits for a peer shard that is behind. The peer's own holds are
 /// bounded by `stall_duration`, so it catches up well before this unless it is overloaded.
 const PEER_STALL_MAX: Duration = Duration::from_secs(1);
+
+/// Reads a publisher arms one at a time after a stall before it goes back to multishot recv.
+const SINGLE_READS_AFTER_STALL: u8 = 64;
 
 /// Whether the subscriber a stall or hold waits on is below `half` pending, or gone.
 fn subscriber_drained(conns: &Slab<Conn>, on: StallOn, half: usize) -> bool {
@@ -37,12 +43,6 @@ fn subscriber_drained(conns: &Slab<Conn>, on: StallOn, half: usize) -> bool {
         None => true,
     }
 }
-
-/// Reads a publisher arms one at a time after a stall before it goes back to multishot recv.
-const SINGLE_READS_AFTER_STALL: u8 = 64;
-
-/// See `stall_threshold`.
-const STALL_PENDING_MAX: usize = 4 * 1024 * 1024;
 
 /// How long a publisher waits (nats-server `stallDuration`): 100 µs at the threshold, growing
 /// by 100 µs per tenth of the threshold above it, and 1 s at `max_pending`.
@@ -156,12 +156,13 @@ impl Shard {
                 },
                 until: self.now + stall_duration(pending, self.limits.max_pending),
             });
+            self.held_peers |= 1 << from.0;
         }
     }
 
-    /// Ends the holds on peers whose subscriber drained, left, or whose time ran out; returns
-    /// the peers still held, a bit each.
-    pub(super) fn release_peer_holds(&mut self) -> u64 {
+    /// Ends the holds on peers whose subscriber drained, left, or whose time ran out, and
+    /// leaves the others' bits in `held_peers`.
+    pub(super) fn release_peer_holds(&mut self) {
         let half = stall_threshold(self.limits.max_pending);
         let mut held = 0;
         for (peer, hold) in self.peer_holds.iter_mut().enumerate() {
@@ -175,7 +176,7 @@ impl Shard {
                 *hold = None;
             }
         }
-        held
+        self.held_peers = held;
     }
 
     /// Re-arms the recv a stall cancelled, if running the buffered input did not stall the
