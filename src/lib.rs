@@ -1,6 +1,7 @@
 //! ringnats: a NATS-protocol message broker for Linux on io_uring, one pinned shard per core.
 //!
-//! The map, following `DESIGN.md`:
+//! The design, its numbered invariants and the path of one PUB are in `docs/ARCHITECTURE.md`
+//! ("invariant 5" in a comment refers to that list). The map:
 //! - [`config`] and [`cli`] turn a nats-server configuration file and nats-server's flags into
 //!   [`config::ServerOptions`] (cold).
 //! - [`protocol`] turns client bytes into ops and ops into bytes, with no sockets and no clock
