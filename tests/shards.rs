@@ -9,8 +9,11 @@
 //! directions); (c) 32 connections spread over the shards, each subscribed to a shared subject and
 //! its own, each publishing: every connection receives every message meant for it; (d) a queue
 //! group with members on both shards, fed by publishers on both shards, delivers each message
-//! exactly once overall. Guards DESIGN.md invariants 3 to 6 (mesh, replicated interest,
-//! flush-visibility, per-publisher order).
+//! exactly once overall; (e) one subscriber with 300 queue groups and a plain subscription on
+//! one subject gets every message from a publisher on the other shard once per group and once
+//! plain, payload and reply intact (the forwarded record once carried the group count in a
+//! byte). Guards DESIGN.md invariants 3 to 6 (mesh, replicated interest, flush-visibility,
+//! per-publisher order).
 
 mod common;
 
@@ -262,4 +265,50 @@ fn queue_group_across_shards_delivers_each_message_once() {
         per_shard.iter().all(|count| *count > 0),
         "a shard's members got nothing: {per_shard:?}"
     );
+}
+
+#[test]
+fn many_queue_groups_cross_shards_intact() {
+    /// More groups than a byte can count.
+    const GROUPS: usize = 300;
+    const MESSAGES: usize = 5;
+    let Some(server) = start_sharded() else {
+        return;
+    };
+    let (mut subscriber, mut publisher) = pair(&server);
+    let mut subs = String::from("SUB fan 0\r\n");
+    for group in 0..GROUPS {
+        // Names of varied length, so a misread length shows as a wrong payload.
+        subs.push_str(&format!(
+            "SUB fan g{group}{} {}\r\n",
+            "x".repeat(group % 7),
+            group + 1
+        ));
+    }
+    subscriber.send(subs.as_bytes());
+    subscriber.expect_open();
+
+    let mut batch = Vec::new();
+    for seq in 0..MESSAGES {
+        batch.extend_from_slice(format!("PUB fan reply.{seq} 7\r\nhello-{seq}\r\n").as_bytes());
+    }
+    publisher.send(&batch);
+    publisher.expect_open();
+
+    let mut got = vec![vec![false; MESSAGES]; GROUPS + 1];
+    for _ in 0..MESSAGES * (GROUPS + 1) {
+        let msg = subscriber.read_msg();
+        assert_eq!(msg.subject, "fan");
+        let payload = String::from_utf8_lossy(&msg.payload).into_owned();
+        let seq: usize = payload
+            .strip_prefix("hello-")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("payload {payload:?} on sid {}", msg.sid));
+        assert_eq!(msg.reply.as_deref(), Some(format!("reply.{seq}").as_str()));
+        let sid: usize = msg.sid.parse().expect("sid");
+        assert!(!got[sid][seq], "sid {sid} got message {seq} twice");
+        got[sid][seq] = true;
+    }
+    // Nothing more than one copy per group and one plain.
+    assert!(subscriber.ping_pong().is_empty(), "extra messages");
 }

@@ -11,6 +11,8 @@ use std::time::Instant;
 const IDLE_CAPACITY_MAX: usize = 64 * 1024;
 /// Largest single send; a bigger `inflight` half is sent in several parts.
 const SEND_LEN_MAX: usize = 4 * 1024 * 1024;
+// `region` narrows a send's length to the SQE's `u32`.
+const _: () = assert!(SEND_LEN_MAX <= u32::MAX as usize);
 
 #[derive(Default)]
 pub struct OutBuf {

@@ -7,13 +7,25 @@
 //! shard delivers to its plain subscribers and which queue groups it must pick a member of.
 //!
 //! Record layout (native endian; both ends are the same process):
-//! `account u32 | subject_len u16 | reply_len u16 | headers_len u32 | payload_len u32 |
-//!  tried u64 | plain u8 | queue_count u8 | subject | reply | (queue_len u16, queue)* |
+//! `account u32 | subject_len u32 | reply_len u32 | headers_len u32 | payload_len u32 |
+//!  tried u64 | queue_count u32 | plain u8 | subject | reply | (queue_len u32, queue)* |
 //!  headers | payload`
 //! `tried` is the set of shards (bit per shard id) that already failed to hand the message to a
 //! member of its queue groups; a shard that fails too passes it to one not in the set.
+//!
+//! Invariant: every length and count field is as wide as what the protocol allows, so no
+//! message a client may send is ever narrowed. Subjects, replies and queue names are bounded by
+//! `max_control_line` and headers and payloads by `max_payload`, both int32 in nats-server and
+//! here; a queue group count is bounded by the subscription slab's `u32` keys. `fits` checks
+//! each field against `FIELD_MAX` on every build all the same, and the caller keeps a message
+//! that does not fit on its own shard (logged) rather than corrupting a batch. (The queue count
+//! was once a byte guarded by a `debug_assert!`: 300 queue groups made the receiver read queue
+//! names as payload.)
 
-const FIXED_LEN: usize = 4 + 2 + 2 + 4 + 4 + 8 + 1 + 1;
+/// Largest value of any length or count field of a record.
+pub const FIELD_MAX: usize = u32::MAX as usize;
+
+const FIXED_LEN: usize = 4 + 4 + 4 + 4 + 4 + 8 + 4 + 1;
 
 /// One published message as the delivery code sees it.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +47,7 @@ pub struct Forwarded<'a> {
     /// Shards that could not deliver to a member of the queue groups.
     pub tried: u64,
     queues: &'a [u8],
-    queue_count: u8,
+    queue_count: u32,
 }
 
 impl<'a> Forwarded<'a> {
@@ -50,36 +62,45 @@ impl<'a> Forwarded<'a> {
 
 pub struct QueueNames<'a> {
     rest: &'a [u8],
-    left: u8,
+    left: u32,
 }
 
 impl<'a> Iterator for QueueNames<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.left == 0 || self.rest.len() < 2 {
+        if self.left == 0 {
             return None;
         }
-        let len = usize::from(u16::from_ne_bytes([self.rest[0], self.rest[1]]));
-        let name = self.rest.get(2..2 + len)?;
-        self.rest = &self.rest[2 + len..];
+        let (len, rest) = read_len(self.rest)?;
+        let name = rest.get(..len)?;
+        self.rest = &rest[len..];
         self.left -= 1;
         Some(name)
     }
 }
 
-/// Whether `msg` fits the record's length fields. Subjects longer than 64 KiB need a
-/// `max_control_line` far above nats-server's default; such a message is delivered on its own
-/// shard only (the caller logs it) rather than corrupting a batch.
+/// Whether `msg` fits the record's length fields (always, within the protocol's limits; see
+/// the module doc).
 pub fn fits(msg: &Published<'_>) -> bool {
-    msg.subject.len() <= usize::from(u16::MAX)
-        && msg.reply.len() <= usize::from(u16::MAX)
-        && msg.headers.len() <= u32::MAX as usize
-        && msg.payload.len() <= u32::MAX as usize
+    len_fits(msg.subject.len())
+        && len_fits(msg.reply.len())
+        && len_fits(msg.headers.len())
+        && len_fits(msg.payload.len())
 }
 
-/// Appends one record to `batch`. Subjects and queue names are bounded by the control line
-/// limit and payloads by `max_payload`, so the length fields cannot overflow (asserted).
+/// Whether a record may list these queue groups: their count and each name's length fit.
+pub fn queues_fit<'q>(mut names: impl ExactSizeIterator<Item = &'q [u8]>) -> bool {
+    len_fits(names.len()) && names.all(|name| len_fits(name.len()))
+}
+
+#[inline]
+fn len_fits(len: usize) -> bool {
+    len <= FIELD_MAX
+}
+
+/// Appends one record to `batch`. The caller has checked `fits` and `queues_fit`; a field that
+/// does not fit panics here (on every build) rather than corrupting the batch.
 pub fn encode(
     batch: &mut Vec<u8>,
     account: u32,
@@ -88,10 +109,7 @@ pub fn encode(
     queues: &[&[u8]],
     tried: u64,
 ) {
-    debug_assert!(msg.subject.len() <= usize::from(u16::MAX));
-    debug_assert!(msg.reply.len() <= usize::from(u16::MAX));
-    debug_assert!(queues.len() <= usize::from(u8::MAX));
-    let queues_len: usize = queues.iter().map(|q| 2 + q.len()).sum();
+    let queues_len: usize = queues.iter().map(|q| 4 + q.len()).sum();
     batch.reserve(
         FIXED_LEN
             + msg.subject.len()
@@ -101,21 +119,35 @@ pub fn encode(
             + msg.payload.len(),
     );
     batch.extend_from_slice(&account.to_ne_bytes());
-    batch.extend_from_slice(&(msg.subject.len() as u16).to_ne_bytes());
-    batch.extend_from_slice(&(msg.reply.len() as u16).to_ne_bytes());
-    batch.extend_from_slice(&(msg.headers.len() as u32).to_ne_bytes());
-    batch.extend_from_slice(&(msg.payload.len() as u32).to_ne_bytes());
+    push_len(batch, msg.subject.len());
+    push_len(batch, msg.reply.len());
+    push_len(batch, msg.headers.len());
+    push_len(batch, msg.payload.len());
     batch.extend_from_slice(&tried.to_ne_bytes());
+    push_len(batch, queues.len());
     batch.push(u8::from(plain));
-    batch.push(queues.len() as u8);
     batch.extend_from_slice(msg.subject);
     batch.extend_from_slice(msg.reply);
     for q in queues {
-        batch.extend_from_slice(&(q.len() as u16).to_ne_bytes());
+        push_len(batch, q.len());
         batch.extend_from_slice(q);
     }
     batch.extend_from_slice(msg.headers);
     batch.extend_from_slice(msg.payload);
+}
+
+#[inline]
+fn push_len(batch: &mut Vec<u8>, len: usize) {
+    // Checked by `fits`/`queues_fit` before any record is started (see the module doc).
+    let len = u32::try_from(len).expect("record field checked by fits()");
+    batch.extend_from_slice(&len.to_ne_bytes());
+}
+
+/// Reads one `u32` length; `None` when the bytes end first.
+#[inline]
+fn read_len(b: &[u8]) -> Option<(usize, &[u8])> {
+    let (len, rest) = b.split_first_chunk::<4>()?;
+    Some((usize::try_from(u32::from_ne_bytes(*len)).ok()?, rest))
 }
 
 /// Iterates the records of a batch. A malformed batch (impossible unless memory is corrupt)
@@ -143,25 +175,27 @@ impl<'a> Iterator for Decoder<'a> {
         if b.len() < FIXED_LEN {
             return None;
         }
-        let account = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let subject_len = usize::from(u16::from_ne_bytes([b[4], b[5]]));
-        let reply_len = usize::from(u16::from_ne_bytes([b[6], b[7]]));
-        let headers_len = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]) as usize;
-        let payload_len = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]) as usize;
-        let mut tried = [0u8; 8];
-        tried.copy_from_slice(&b[16..24]);
-        let tried = u64::from_ne_bytes(tried);
-        let plain = b[24] != 0;
-        let queue_count = b[25];
+        let (account, rest) = b.split_first_chunk::<4>()?;
+        let account = u32::from_ne_bytes(*account);
+        let (subject_len, rest) = read_len(rest)?;
+        let (reply_len, rest) = read_len(rest)?;
+        let (headers_len, rest) = read_len(rest)?;
+        let (payload_len, rest) = read_len(rest)?;
+        let (tried, rest) = rest.split_first_chunk::<8>()?;
+        let tried = u64::from_ne_bytes(*tried);
+        let (queue_count, rest) = rest.split_first_chunk::<4>()?;
+        let queue_count = u32::from_ne_bytes(*queue_count);
+        let plain = rest.first()? != &0;
         let mut at = FIXED_LEN;
         let subject = b.get(at..at + subject_len)?;
         at += subject_len;
         let reply = b.get(at..at + reply_len)?;
         at += reply_len;
         let queues_start = at;
+        // Each name takes at least 4 bytes, so a corrupt count ends with the batch.
         for _ in 0..queue_count {
-            let len = b.get(at..at + 2)?;
-            at += 2 + usize::from(u16::from_ne_bytes([len[0], len[1]]));
+            let (len, _) = read_len(b.get(at..)?)?;
+            at += 4 + len;
         }
         let queues = b.get(queues_start..at)?;
         let headers = b.get(at..at + headers_len)?;
@@ -222,30 +256,72 @@ mod tests {
         assert_eq!(queues, vec![&b"workers"[..], &b"q2"[..]]);
     }
 
+    /// Round-trips one record with `count` queue groups and checks every field.
+    fn round_trip_queues(count: usize) {
+        let names: Vec<Vec<u8>> = (0..count).map(|i| format!("q{i}").into_bytes()).collect();
+        let names: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+        assert!(queues_fit(names.iter().copied()));
+        let msg = Published {
+            subject: b"fan",
+            reply: b"r",
+            headers: b"",
+            payload: b"hello",
+        };
+        let mut batch = Vec::new();
+        encode(&mut batch, 3, &msg, true, &names, 0);
+        encode(&mut batch, 4, &msg, false, &[], 0);
+        let got: Vec<_> = Decoder::new(&batch).collect();
+        assert_eq!(got.len(), 2, "{count} queues");
+        assert_eq!(got[0].msg.payload, b"hello", "{count} queues");
+        assert!(got[0].queues().eq(names.iter().copied()), "{count} queues");
+        assert_eq!(got[1].account, 4, "{count} queues");
+        assert_eq!(got[1].msg.payload, b"hello", "{count} queues");
+    }
+
     #[test]
-    fn oversized_subjects_do_not_fit_a_record() {
+    fn queue_counts_past_a_byte_and_past_16_bits_round_trip() {
+        for count in [255, 256, 300, 65_535, 65_536, 70_000] {
+            round_trip_queues(count);
+        }
+    }
+
+    #[test]
+    fn lengths_past_16_bits_round_trip() {
         let long = vec![b'a'; usize::from(u16::MAX) + 1];
         let msg = Published {
             subject: &long,
-            reply: b"",
-            headers: b"",
-            payload: b"",
-        };
-        assert!(!fits(&msg));
-        let msg = Published {
-            subject: b"ok",
             reply: &long,
             headers: b"",
-            payload: b"",
-        };
-        assert!(!fits(&msg));
-        let msg = Published {
-            subject: b"ok",
-            reply: b"r",
-            headers: b"",
-            payload: b"x",
+            payload: &long,
         };
         assert!(fits(&msg));
+        let names: [&[u8]; 2] = [&long, b"q"];
+        assert!(queues_fit(names.iter().copied()));
+        let mut batch = Vec::new();
+        encode(&mut batch, 0, &msg, true, &names, 0);
+        encode(&mut batch, 1, &msg, true, &[], 0);
+        let got: Vec<_> = Decoder::new(&batch).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].msg.subject.len(), long.len());
+        assert_eq!(got[0].msg.reply.len(), long.len());
+        assert_eq!(got[0].msg.payload.len(), long.len());
+        assert!(got[0].queues().eq(names.iter().copied()));
+        assert_eq!(got[1].account, 1);
+    }
+
+    #[test]
+    fn fields_fit_up_to_their_limit_and_not_past_it() {
+        assert!(len_fits(FIELD_MAX));
+        assert!(!len_fits(FIELD_MAX + 1));
+        // The protocol's own limits (int32 `max_control_line` and `max_payload`) fit.
+        assert!(len_fits(i32::MAX as usize));
+    }
+
+    #[test]
+    #[should_panic(expected = "checked by fits")]
+    fn a_field_past_its_limit_is_refused_on_every_build() {
+        let mut batch = Vec::new();
+        push_len(&mut batch, FIELD_MAX + 1);
     }
 
     #[test]

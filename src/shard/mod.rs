@@ -1389,11 +1389,9 @@ fn forward_to_peers(
     msg: &Published<'_>,
     tried: u64,
 ) -> u64 {
-    let names_fit = picks
-        .iter()
-        .all(|(_, name)| name.len() <= usize::from(u16::MAX));
-    if !forward::fits(msg) || !names_fit {
-        tracing::warn!("message with a subject or reply over 64 KiB not forwarded to other shards");
+    if !forward::fits(msg) || !forward::queues_fit(picks.iter().map(|(_, name)| &***name)) {
+        // Unreachable within the protocol's int32 limits (see `forward`); never corrupt a batch.
+        tracing::warn!("message with a field over 4 GiB not forwarded to other shards");
         return 0;
     }
     let mut plain_mask: u64 = 0;
