@@ -22,6 +22,10 @@ static LEVELS: AtomicU8 = AtomicU8::new(0);
 const DEBUG_BIT: u8 = 1;
 const TRACE_BIT: u8 = 2;
 
+/// The target of errors the server stops on, printed `[FTL]` as nats-server's `Fatalf`:
+/// `tracing::error!(target: FATAL_TARGET, ...)`.
+pub const FATAL_TARGET: &str = "ringnats::fatal";
+
 /// Sets which of `[DBG]` and `[TRC]` are shown. As in nats-server they are independent: `-V`
 /// alone shows protocol traces without debug lines.
 pub fn set_levels(debug: bool, trace: bool) {
@@ -103,6 +107,7 @@ where
             write!(w, "{} ", Timestamp::now())?;
         }
         let tag = match *event.metadata().level() {
+            Level::ERROR if event.metadata().target() == FATAL_TARGET => "[FTL]",
             Level::ERROR => "[ERR]",
             Level::WARN => "[WRN]",
             Level::INFO => "[INF]",

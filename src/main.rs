@@ -87,6 +87,10 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     }
     let server = match Server::start(opts.clone(), security) {
         Ok(server) => server,
+        Err(err) if err.is_fatal() => {
+            tracing::error!(target: logging::FATAL_TARGET, "{err}");
+            return ExitCode::FAILURE;
+        }
         Err(err) => {
             tracing::error!("{err}");
             return ExitCode::FAILURE;

@@ -180,7 +180,11 @@ impl Shared {
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// Worded as nats-server's fatal `Error listening on port: <host:port>, "<Go error>"`.
+    #[error(
+        "Error listening on port: {addr}, \"listen tcp {addr}: bind: {}\"",
+        go_error_text(source)
+    )]
     Listen {
         addr: String,
         source: std::io::Error,
@@ -191,6 +195,28 @@ pub enum StartError {
     Thread(std::io::Error),
     #[error("--shards must be between 1 and {SHARDS_MAX}, got {0}")]
     ShardCount(usize),
+}
+
+impl StartError {
+    /// Whether nats-server would log this at `[FTL]` (it cannot listen).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StartError::Listen { .. })
+    }
+}
+
+/// An OS error as Go prints it: `address already in use`, not `Address already in use (os
+/// error 98)`.
+fn go_error_text(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// A running server: the shard threads and the handle to stop them.
@@ -392,24 +418,40 @@ fn nix_close(fd: RawFd) -> std::io::Result<()> {
 }
 
 /// One `SO_REUSEPORT` listener per shard on the same address; the kernel spreads connections.
+///
+/// Reuseport alone would let a second broker join the group and take half the clients, so a
+/// fixed port is first bound without it (`probe_exclusive`), as nats-server binds: a port
+/// someone already listens on is refused with "address already in use". The probe and the
+/// group's binds run under `BindLock`, so two ringnats starting at once cannot both pass the
+/// probe before either listens. With port 0 the kernel picks a port nobody listens on.
 fn bind_listeners(opts: &ServerOptions, count: usize) -> Result<Vec<RawFd>, StartError> {
     let host = if opts.host.is_empty() {
         "0.0.0.0"
     } else {
         opts.host.as_str()
     };
-    let port = if opts.port < 0 { 0 } else { opts.port as u16 };
+    let port = opts.listen_port();
     let addr: SocketAddr = resolve(host, port).map_err(|source| StartError::Listen {
         addr: format!("{host}:{port}"),
         source,
     })?;
+    let listen_error = |addr: SocketAddr| {
+        move |source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        }
+    };
+    let _lock = if port == 0 {
+        None
+    } else {
+        let lock = BindLock::acquire(port).map_err(listen_error(addr))?;
+        probe_exclusive(addr).map_err(listen_error(addr))?;
+        Some(lock)
+    };
     let mut fds = Vec::with_capacity(count);
     let mut bound = addr;
     for _ in 0..count {
-        let sock = listener_socket(bound).map_err(|source| StartError::Listen {
-            addr: bound.to_string(),
-            source,
-        })?;
+        let sock = listener_socket(bound).map_err(listen_error(bound))?;
         // With port 0 the first bind picks the port; the others join it.
         if bound.port() == 0 {
             if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket()) {
@@ -419,6 +461,53 @@ fn bind_listeners(opts: &ServerOptions, count: usize) -> Result<Vec<RawFd>, Star
         fds.push(sock.into_raw_fd());
     }
     Ok(fds)
+}
+
+/// Binds `addr` the way nats-server does (`SO_REUSEADDR`, no `SO_REUSEPORT`) and lets it go:
+/// fails with `EADDRINUSE` when any socket listens there, ours or another broker's group.
+fn probe_exclusive(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())
+}
+
+/// How long start-up waits for another ringnats to finish binding the same port.
+const BIND_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How often it tries again meanwhile.
+const BIND_LOCK_RETRY: Duration = Duration::from_millis(5);
+
+/// A per-port lock held while binding: an abstract Unix socket `ringnats-bind-<port>`. Like a
+/// port it lives in the network namespace, and the kernel releases it when the holder exits,
+/// however it exits.
+struct BindLock {
+    _socket: std::os::unix::net::UnixListener,
+}
+
+impl BindLock {
+    fn acquire(port: u16) -> std::io::Result<BindLock> {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("ringnats-bind-{port}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let deadline = std::time::Instant::now() + BIND_LOCK_WAIT;
+        loop {
+            match std::os::unix::net::UnixListener::bind_addr(&addr) {
+                Ok(socket) => return Ok(BindLock { _socket: socket }),
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    // Another ringnats is between its probe and its listen: a few ms.
+                    std::thread::sleep(BIND_LOCK_RETRY);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
 }
 
 fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server may take to start accepting connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries at a free port before a start-up gives up (see `Server::start_with`).
+const PORT_ATTEMPTS: usize = 3;
+/// What ringnats and nats-server print when their port is taken.
+const PORT_TAKEN: &str = "address already in use";
 /// Shards passed to ringnats unless a test asks otherwise: 2 so that every test also runs
 /// across shards (connections are spread over both).
 pub const DEFAULT_SHARDS: usize = 2;
@@ -77,6 +81,18 @@ impl Server {
 
     /// Starts the broker with the given options and waits until it answers.
     pub fn start_with(opts: ServerOpts) -> Server {
+        // A port found free can be taken by a parallel test before the broker binds it; the
+        // broker then refuses to start ("address already in use") and we try another.
+        for _ in 1..PORT_ATTEMPTS {
+            if let Some(server) = Server::try_start_with(&opts) {
+                return server;
+            }
+        }
+        Server::try_start_with(&opts).expect("a free port")
+    }
+
+    /// Starts and waits; `None` if the port was taken meanwhile (any other failure panics).
+    fn try_start_with(opts: &ServerOpts) -> Option<Server> {
         let bin = server_bin();
         let is_ringnats = bin.file_name().is_some_and(|name| name == "ringnats");
         let port = free_port();
@@ -107,8 +123,28 @@ impl Server {
             is_ringnats,
             shards,
         };
+        if server.port_taken() {
+            return None;
+        }
         server.wait_ready();
-        server
+        Some(server)
+    }
+
+    /// Whether the broker exited at start because its port was taken (waits until it either
+    /// answers, exits, or `START_TIMEOUT` passes; `wait_ready` then reports the latter).
+    fn port_taken(&mut self) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return self.log().contains(PORT_TAKEN);
+            }
+            if self.answers_with_info() {
+                return false;
+            }
+            // Polling a port that is not listening yet: there is no event to wait on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub fn port(&self) -> u16 {
@@ -802,14 +838,58 @@ impl Launch {
             port,
         }
     }
+
+    /// The same launch on another free port (the config's and arguments' `127.0.0.1:<port>`).
+    fn on_fresh_port(self) -> Launch {
+        let port = free_port();
+        let (old, new) = (
+            format!("127.0.0.1:{}", self.port),
+            format!("127.0.0.1:{port}"),
+        );
+        Launch {
+            config: self.config.replace(&old, &new),
+            args: self.args.iter().map(|a| a.replace(&old, &new)).collect(),
+            port,
+            ..self
+        }
+    }
 }
 
 impl Daemon {
     /// Starts the process and waits until `launch.port` answers with INFO.
     pub fn start(launch: Launch) -> Daemon {
+        // A port found free can be taken by a parallel test before the broker binds it; the
+        // broker then refuses to start ("address already in use") and we move to another.
+        let mut launch = launch;
+        for _ in 1..PORT_ATTEMPTS {
+            let mut daemon = Daemon::spawn(launch.clone());
+            if !daemon.port_taken() {
+                daemon.wait_ready();
+                return daemon;
+            }
+            launch = launch.on_fresh_port();
+        }
         let mut daemon = Daemon::spawn(launch);
         daemon.wait_ready();
         daemon
+    }
+
+    /// Whether the process exited at start because its port was taken (waits until it
+    /// answers, exits, or `START_TIMEOUT` passes; `wait_ready` then reports the latter).
+    fn port_taken(&mut self) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while Instant::now() < deadline {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return self.output().contains(PORT_TAKEN);
+            }
+            if answers_with_info(addr) {
+                return false;
+            }
+            // Polling a port that is not listening yet: there is no event to wait on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Starts the process without waiting for it to listen (for start-up failures).
