@@ -68,7 +68,8 @@ def user_nkey():
     """A fresh user nkey from `ringnats keygen user`: the seed in a file for the bench, the
     public key for the server's config."""
     out = subprocess.run([RINGNATS, "keygen", "user"], capture_output=True, text=True, check=True)
-    seed, public = out.stdout.split()[:2]
+    # "User public key: U..." then "User private key: SU...": the last word of each line.
+    public, seed = (line.split()[-1] for line in out.stdout.splitlines()[:2])
     path = os.path.join(SCRATCH, "user.nk")
     with open(path, "w") as f:
         f.write(seed + "\n")

@@ -260,18 +260,24 @@ fn port_addr_and_name_flags_override_the_file_nats_server() {
     check_flags_override_file(&nats, &[]);
 }
 
-/// The two lines of a keygen run: (seed, public key).
-fn keygen_lines(out: &Finished) -> (String, String) {
+/// The two labelled lines of a keygen run, public key first: (seed, public key).
+fn keygen_lines(out: &Finished, label: &str) -> (String, String) {
     assert!(out.status.success(), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "expected seed and public key: {out:?}");
-    (lines[0].to_owned(), lines[1].to_owned())
+    assert_eq!(lines.len(), 2, "expected public key then seed: {out:?}");
+    let public = lines[0]
+        .strip_prefix(&format!("{label} public key: "))
+        .unwrap_or_else(|| panic!("first line is not the {label} public key: {out:?}"));
+    let seed = lines[1]
+        .strip_prefix(&format!("{label} private key: "))
+        .unwrap_or_else(|| panic!("second line is not the {label} private key: {out:?}"));
+    (seed.to_owned(), public.to_owned())
 }
 
 #[test]
 fn keygen_user_prints_a_user_seed_and_public_key() {
     let out = run(&ringnats_bin(), &["keygen", "user"], b"");
-    let (seed, public) = keygen_lines(&out);
+    let (seed, public) = keygen_lines(&out, "User");
     assert!(seed.starts_with("SU"), "{seed}");
     assert!(public.starts_with('U'), "{public}");
     assert_eq!(public.len(), 56, "{public}");
@@ -281,19 +287,37 @@ fn keygen_user_prints_a_user_seed_and_public_key() {
         public,
         "seed and public key belong together"
     );
-    let again = keygen_lines(&run(&ringnats_bin(), &["keygen", "user"], b""));
+    let again = keygen_lines(&run(&ringnats_bin(), &["keygen", "user"], b""), "User");
     assert_ne!(again.0, seed, "two runs gave the same seed");
 }
 
 #[test]
 fn keygen_short_flag_makes_an_account_key() {
     let out = run(&ringnats_bin(), &["-k", "account"], b"");
-    let (seed, public) = keygen_lines(&out);
+    let (seed, public) = keygen_lines(&out, "Account");
     assert!(seed.starts_with("SA"), "{seed}");
     assert!(public.starts_with('A'), "{public}");
     assert_eq!(public.len(), 56, "{public}");
     let pair = nkeys::KeyPair::from_seed(&seed).expect("the seed decodes");
     assert_eq!(pair.public_key(), public);
+}
+
+/// Every kind labels its lines with its own name and prints the public key first, so the first
+/// line never holds a seed (issue 9 §6).
+#[test]
+fn keygen_labels_every_kind_public_key_first() {
+    let kinds = [
+        ("operator", "Operator", "SO", 'O'),
+        ("server", "Server", "SN", 'N'),
+        ("curve", "Curve", "SX", 'X'),
+    ];
+    for (kind, label, seed_prefix, public_prefix) in kinds {
+        let out = run(&ringnats_bin(), &["keygen", kind], b"");
+        let (seed, public) = keygen_lines(&out, label);
+        assert!(seed.starts_with(seed_prefix), "{kind}: {seed}");
+        assert!(public.starts_with(public_prefix), "{kind}: {public}");
+        assert!(!out.stdout.lines().next().unwrap_or("").contains(": S"), "{out:?}");
+    }
 }
 
 #[test]

@@ -1,15 +1,36 @@
-//! `ringnats keygen <kind>` (and `ringnats -k <kind>`): prints a new nkey seed and public key.
+//! `ringnats keygen <kind>` (and `ringnats -k <kind>`): prints a new nkey public key and seed.
 //!
-//! Cold. Output, like `nk -gen <kind> -pubout`: the seed on the first line, the public key on
-//! the second. Seeds start with `S` + the kind's letter (`SU`, `SA`, `SO`, `SN`, `SX`).
+//! Cold. Output: two labelled lines, the public key first, so a seed (the private key) is never
+//! taken for the key that goes in a config file:
+//!
+//! ```text
+//! User public key: UD…
+//! User private key: SUA…
+//! ```
+//!
+//! The label names the kind (`User`, `Account`, `Operator`, `Server`, `Curve`); seeds start
+//! with `S` + the kind's letter (`SU`, `SA`, `SO`, `SN`, `SX`). Scripts take the last word of
+//! each line.
 
 use crate::cli::KeyKind;
 
 pub fn run(kind: KeyKind) -> Result<(), String> {
     let (seed, public) = generate(kind)?;
-    println!("{seed}");
-    println!("{public}");
+    let label = label(kind);
+    println!("{label} public key: {public}");
+    println!("{label} private key: {seed}");
     Ok(())
+}
+
+/// The word that starts each output line for `kind`.
+pub fn label(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::User => "User",
+        KeyKind::Account => "Account",
+        KeyKind::Operator => "Operator",
+        KeyKind::Server => "Server",
+        KeyKind::Curve => "Curve",
+    }
 }
 
 /// A fresh (seed, public key) pair of `kind`.

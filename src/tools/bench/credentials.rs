@@ -133,13 +133,13 @@ fn add_signature(
     Ok(())
 }
 
-/// `--nkey FILE`: the first line that looks like a user seed (`SU...`), else the whole file.
+/// `--nkey FILE`: the first word that looks like a user seed (`SU...`: a bare seed, or
+/// `ringnats keygen`'s `User private key: SU...` line), else the whole file.
 fn load_seed_file(path: &Path) -> Result<KeyPair, String> {
     let text = read_text(path)?;
     let seed = text
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("SU"))
+        .split_whitespace()
+        .find(|word| word.starts_with("SU"))
         .unwrap_or_else(|| text.trim());
     KeyPair::from_seed(seed).map_err(|_| format!("{}: no valid nkey seed", path.display()))
 }
@@ -240,6 +240,21 @@ mod tests {
             .unwrap();
         assert!(key.verify(b"nonce123", &sig).is_ok());
         assert!(!format!("{creds:?}").contains(&seed));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nkey_file_may_hold_keygen_output() {
+        let (seed, public) = crate::tools::keygen::generate(crate::cli::KeyKind::User).unwrap();
+        let dir = std::env::temp_dir().join(format!("ringnats-bench-nk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("user.nk");
+        let text = format!("User public key: {public}\nUser private key: {seed}\n");
+        std::fs::write(&path, text).unwrap();
+        let key = load_seed_file(&path).unwrap();
+        assert_eq!(key.public_key(), public);
+        std::fs::write(&path, format!("{seed}\n")).unwrap();
+        assert_eq!(load_seed_file(&path).unwrap().public_key(), public);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
