@@ -2,8 +2,15 @@
 //!
 //! Cold. Levels map as nats-server's: error `[ERR]`, warn `[WRN]`, info `[INF]`, debug `[DBG]`
 //! (`-D`), trace `[TRC]` (`-V`). Structured fields follow the message as `key=value`.
-//! Invariant: nothing secret is ever passed to a log macro (see `protocol::connect` for the
-//! redacting `Debug` of CONNECT).
+//! Invariants: nothing secret is ever passed to a log macro (see `protocol::connect` for the
+//! redacting `Debug` of CONNECT, `trace` for the redacted CONNECT trace); and every byte a client
+//! chose (ops, subjects, sids, client names, CONNECT fields, `-ERR` text, parser excerpts)
+//! reaches a log line only through [`escaped`] or [`quoted`], so a client can never start a
+//! line of its own or send control bytes to the operator's terminal (issue 8 §5).
+//! [`client`] holds the client events an operator alerts on, [`trace`] the `-V` protocol trace.
+
+pub mod client;
+pub mod trace;
 
 use std::fmt;
 use std::io::Write;
@@ -168,6 +175,110 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Client-supplied bytes, safe inside one log line: see [`escaped`].
+#[derive(Clone, Copy)]
+pub struct Escaped<'a> {
+    bytes: &'a [u8],
+    quote: bool,
+}
+
+/// `bytes` as they may appear in a log line: `\n`, `\r`, `\t` and Go's other short escapes,
+/// `\xNN` for the other bytes below 0x20, for 0x7f and for bytes that are not UTF-8, and
+/// `\uNNNN` for C1 controls and the invisible or line-breaking characters some viewers honour
+/// (U+2028, U+2029, bidi overrides). Printable text, backslashes included, is left as it is, so
+/// an ordinary subject reads as the client sent it.
+pub fn escaped(bytes: &[u8]) -> Escaped<'_> {
+    Escaped {
+        bytes,
+        quote: false,
+    }
+}
+
+/// `bytes` in double quotes as Go's `%q` writes them (what nats-server's log lines use for
+/// subjects, users and the client name), with [`escaped`]'s guarantees: `"` and `\` are
+/// escaped too, so the quoted text cannot end early.
+pub fn quoted(bytes: &[u8]) -> Escaped<'_> {
+    Escaped { bytes, quote: true }
+}
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.quote {
+            f.write_str("\"")?;
+        }
+        write_escaped(f, self.bytes, self.quote)?;
+        if self.quote {
+            f.write_str("\"")?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` escaped (see [`escaped`]); with `quote`, `"` and `\` too. Runs of safe text
+/// are written whole.
+fn write_escaped(f: &mut impl fmt::Write, bytes: &[u8], quote: bool) -> fmt::Result {
+    for chunk in bytes.utf8_chunks() {
+        let text = chunk.valid();
+        let mut safe_from = 0;
+        for (at, c) in text.char_indices() {
+            let Some(escape) = escape_of(c, quote) else {
+                continue;
+            };
+            f.write_str(&text[safe_from..at])?;
+            safe_from = at + c.len_utf8();
+            match escape {
+                Escape::Short(s) => f.write_str(s)?,
+                Escape::Byte(b) => write!(f, "\\x{b:02x}")?,
+                Escape::Unicode(u) => write!(f, "\\u{u:04x}")?,
+            }
+        }
+        f.write_str(&text[safe_from..])?;
+        for b in chunk.invalid() {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+enum Escape {
+    Short(&'static str),
+    Byte(u8),
+    Unicode(u32),
+}
+
+/// How `c` is written in a log line, or `None` when it is written as it is.
+fn escape_of(c: char, quote: bool) -> Option<Escape> {
+    let escape = match c {
+        '\n' => Escape::Short("\\n"),
+        '\r' => Escape::Short("\\r"),
+        '\t' => Escape::Short("\\t"),
+        '\u{7}' => Escape::Short("\\a"),
+        '\u{8}' => Escape::Short("\\b"),
+        '\u{b}' => Escape::Short("\\v"),
+        '\u{c}' => Escape::Short("\\f"),
+        '"' if quote => Escape::Short("\\\""),
+        '\\' if quote => Escape::Short("\\\\"),
+        c if c.is_ascii_control() => {
+            u8::try_from(c).map_or(Escape::Unicode(u32::from(c)), Escape::Byte)
+        }
+        c if c.is_control() || is_invisible_format(c) => Escape::Unicode(u32::from(c)),
+        _ => return None,
+    };
+    Some(escape)
+}
+
+/// Line and paragraph separators, zero-width and bidi-control characters: not controls to
+/// Rust, but some terminals and log viewers break lines at them or reorder text around them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
 /// Writes a line to standard error even before logging is set up (start-up errors).
 pub fn early_error(msg: &str) {
     let _ = writeln!(std::io::stderr(), "ringnats: {msg}");
@@ -176,6 +287,30 @@ pub fn early_error(msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_text_never_breaks_a_line() {
+        let forged = b"x\n[1] 2026/01/01 00:00:00.000000 [ERR] forged\r\x0c\x1b[2J\x7f\xc3";
+        let out = escaped(forged).to_string();
+        assert_eq!(
+            out,
+            r"x\n[1] 2026/01/01 00:00:00.000000 [ERR] forged\r\f\x1b[2J\x7f\xc3"
+        );
+        assert!(!out.bytes().any(|b| b < 0x20 || b == 0x7f));
+        let separators = escaped("a\u{2028}b\u{85}c\u{202e}d".as_bytes()).to_string();
+        assert_eq!(separators, r"a\u2028b\u0085c\u202ed");
+        assert_eq!(escaped(br"sub.\n.x").to_string(), r"sub.\n.x", "printable text kept");
+        assert_eq!(escaped("café.>".as_bytes()).to_string(), "café.>");
+    }
+
+    #[test]
+    fn quoted_matches_go_percent_q() {
+        assert_eq!(quoted(b"denied.x").to_string(), r#""denied.x""#);
+        assert_eq!(quoted(b"a\"b\\c").to_string(), r#""a\"b\\c""#);
+        assert_eq!(quoted(b"a\nb\x07c").to_string(), r#""a\nb\ac""#);
+        assert_eq!(quoted(b"he\x0clo\x01").to_string(), r#""he\flo\x01""#);
+        assert_eq!(quoted(b"caf\xc3").to_string(), r#""caf\xc3""#);
+    }
 
     #[test]
     fn civil_dates_are_right() {

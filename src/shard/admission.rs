@@ -206,10 +206,10 @@ impl Shard {
         conn.auth_deadline = None;
         if !identity.user.is_empty() {
             tracing::debug!(
-                "{} - cid:{} - User \"{}\" authenticated",
+                "{} - cid:{} - User {} authenticated",
                 conn.peer,
                 conn.cid,
-                identity.user
+                crate::logging::quoted(identity.user.as_bytes())
             );
         }
         self.apply_identity(slot, identity);
@@ -224,6 +224,7 @@ impl Shard {
             conn.peer,
             conn.cid
         );
+        crate::logging::client::auth_error(conn);
         self.close_with_error(
             slot,
             "Authorization Violation",

@@ -569,7 +569,7 @@ impl Shard {
                 Ok(Some((op, n))) => {
                     used += n;
                     if self.limits.trace {
-                        tasks::trace_op(&self.conns[slot as usize], &op);
+                        crate::logging::trace::op_in(&self.conns[slot as usize], &op);
                     }
                     self.forwarded_to = 0;
                     self.on_op(slot, op);
@@ -590,6 +590,11 @@ impl Shard {
                         conn.cid,
                         err
                     );
+                    let limits = ParserLimits {
+                        max_control_line: self.limits.max_control_line,
+                        max_payload: self.limits.max_payload,
+                    };
+                    crate::logging::client::protocol_error(conn, err, used, &data[used..], limits);
                     match err.err_line() {
                         Some(line) => {
                             let conn = &mut self.conns[slot as usize];
@@ -669,7 +674,10 @@ impl Shard {
                 }
             }
             // nats-server logs a client's -ERR and closes the connection.
-            Op::Err { .. } => self.close(slot, CloseReason::ClientClosed),
+            Op::Err { text } => {
+                crate::logging::client::client_error(&self.conns[slot as usize], text);
+                self.close(slot, CloseReason::ClientClosed)
+            }
         }
     }
 
@@ -686,6 +694,7 @@ impl Shard {
             return;
         }
         if !msg.reply.is_empty() && crate::account::is_reserved_reply(msg.reply) {
+            crate::logging::client::reply_violation(&self.conns[slot as usize], msg.reply);
             let reply = encode::go_quote(msg.reply);
             let text = format!("Permissions Violation for Publish with Reply of {reply}");
             self.send_err(slot, &text);
@@ -741,14 +750,8 @@ impl Shard {
         if replied {
             return true;
         }
+        crate::logging::client::publish_violation(conn, subject);
         let subject = encode::go_quote(subject);
-        tracing::debug!(
-            "{} - cid:{} - Publish Violation - User {:?}, Subject {}",
-            conn.peer,
-            conn.cid,
-            conn.user,
-            subject
-        );
         self.send_err(
             slot,
             &format!("Permissions Violation for Publish to {subject}"),
@@ -1163,6 +1166,9 @@ impl Shard {
     /// Sends `-ERR '<text>'` and keeps the connection open.
     fn send_err(&mut self, slot: u32, text: &str) {
         let conn = &mut self.conns[slot as usize];
+        if self.limits.trace {
+            crate::logging::trace::err_out(conn, text);
+        }
         encode::err(conn.out.pending_mut(), text);
         mark_dirty(&mut self.dirty, conn, slot);
     }
@@ -1170,6 +1176,9 @@ impl Shard {
     /// Sends `-ERR '<text>'`, then closes once it is written.
     fn close_with_error(&mut self, slot: u32, text: &str, reason: CloseReason) {
         let conn = &mut self.conns[slot as usize];
+        if self.limits.trace {
+            crate::logging::trace::err_out(conn, text);
+        }
         encode::err(conn.out.pending_mut(), text);
         self.drain_then_close(slot, reason);
     }
@@ -1342,6 +1351,9 @@ impl Delivery<'_> {
         {
             return false;
         }
+        if self.limits.trace {
+            trace_msg_out(conn, &sub.sid, msg);
+        }
         let out = conn.out.pending_mut();
         if msg.headers.is_empty() {
             encode::msg(out, msg.subject, &sub.sid, msg.reply, msg.payload);
@@ -1374,6 +1386,14 @@ impl Delivery<'_> {
         mark_dirty(self.dirty, conn, slot);
         true
     }
+}
+
+/// `->> [MSG …]` or `->> [HMSG …]` for one delivery, as `deliver_one` encodes it.
+#[cold]
+fn trace_msg_out(conn: &Conn, sid: &[u8], msg: &Published<'_>) {
+    let headers_len = (!msg.headers.is_empty() && conn.flags.headers).then_some(msg.headers.len());
+    let total = headers_len.unwrap_or(0) + msg.payload.len();
+    crate::logging::trace::msg_out(conn, msg.subject, sid, msg.reply, headers_len, total);
 }
 
 /// Queue groups assigned to remote shards for one message: (shard, queue name).

@@ -63,13 +63,7 @@ impl Shard {
             let queue_opt = (!queue.is_empty()).then_some(queue);
             if !cache.can_subscribe(perms, filter, queue_opt) {
                 let text = subscribe_violation(filter, queue);
-                tracing::debug!(
-                    "{} - cid:{} - Subscription Violation - User {:?}, Subject {:?}",
-                    conn.peer,
-                    conn.cid,
-                    conn.user,
-                    String::from_utf8_lossy(filter)
-                );
+                crate::logging::client::subscription_violation(conn, filter, queue, sid);
                 self.send_err(slot, &text);
                 return;
             }
@@ -141,6 +135,9 @@ impl Shard {
     }
 
     fn send_ack(&mut self, slot: u32, line: &'static [u8]) {
+        if self.limits.trace {
+            crate::logging::trace::line_out(&self.conns[slot as usize], line);
+        }
         let needed = self.conns[slot as usize].interest_seq;
         let acked = self.acked_everywhere();
         let conn = &mut self.conns[slot as usize];
@@ -200,6 +197,9 @@ impl Shard {
         let sub = self.subs.remove(key.0 as usize);
         if let Some(conn) = self.conns.get_mut(sub.conn as usize) {
             conn.subs.remove(&sub.sid);
+            if self.limits.trace {
+                crate::logging::trace::delsub(conn, &sub.sid);
+            }
         }
         let index = &mut self.accounts[sub.account as usize].local;
         index.remove(&sub.filter, sub.queue.as_deref(), key);

@@ -1,5 +1,5 @@
 //! The shard's timers and housekeeping: keepalive PINGs, stale connections, write deadlines,
-//! draining closes, option reloads and graceful shutdown; plus the close and trace log lines.
+//! draining closes, option reloads and graceful shutdown; plus the close log lines.
 //!
 //! Cold: `on_tick` runs every `TICK` and walks the connections once; nothing here runs per
 //! message. Deadlines are checked against the turn's `now`, never by cancelling a read.
@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::conn::{CloseReason, Conn, ConnState};
-use crate::protocol::{Op, encode};
+use crate::protocol::encode;
 use crate::shard::{Limits, Shard, mark_dirty};
 
 /// How long a graceful shutdown waits for output to drain before closing anyway.
@@ -15,6 +15,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 impl Shard {
     pub(super) fn on_tick(&mut self) {
+        crate::logging::client::report_suppressed();
         if self.shared.is_shutting_down() && self.shutting_down.is_none() {
             self.begin_shutdown();
         }
@@ -63,6 +64,9 @@ impl Shard {
         }
         for slot in pings {
             let conn = &mut self.conns[slot as usize];
+            if self.limits.trace {
+                crate::logging::trace::line_out(conn, encode::PING);
+            }
             conn.out.pending_mut().extend_from_slice(encode::PING);
             mark_dirty(&mut self.dirty, conn, slot);
         }
@@ -161,18 +165,13 @@ fn deadline_passed(conn: &Conn, now: std::time::Instant) -> Option<(&'static str
 /// slow consumers and stale connections at info/warn since operators look for them).
 pub(super) fn log_close(conn: &Conn, reason: CloseReason, limits: &Limits) {
     match reason {
-        CloseReason::SlowConsumerPendingBytes => tracing::info!(
-            "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
-            conn.peer,
-            conn.cid,
-            limits.max_pending
-        ),
-        CloseReason::SlowConsumerWriteDeadline => tracing::info!(
-            "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
-            conn.peer,
-            conn.cid,
-            limits.write_deadline
-        ),
+        CloseReason::SlowConsumerPendingBytes => {
+            crate::logging::client::slow_consumer_pending(conn, limits.max_pending)
+        }
+        CloseReason::SlowConsumerWriteDeadline => {
+            let pending = conn.out.pending_bytes();
+            crate::logging::client::slow_consumer_deadline(conn, limits.write_deadline, pending)
+        }
         CloseReason::StaleConnection => {
             tracing::debug!(
                 "{} - cid:{} - Stale Client Connection - Closing",
@@ -188,69 +187,4 @@ pub(super) fn log_close(conn: &Conn, reason: CloseReason, limits: &Limits) {
         conn.cid,
         reason.describe()
     );
-}
-
-/// An optional argument with its leading blank, or nothing.
-fn with_blank(arg: &[u8]) -> String {
-    if arg.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", String::from_utf8_lossy(arg))
-    }
-}
-
-/// The `-V` protocol trace of one received op, in nats-server's `<<- [OP args]` shape.
-/// CONNECT is traced through `ConnectOptions`' redacting `Debug`, so no secret is printed.
-pub(super) fn trace_op(conn: &Conn, op: &Op<'_>) {
-    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let line = match op {
-        Op::Connect { json } => {
-            match serde_json::from_slice::<crate::protocol::connect::ConnectOptions>(json) {
-                Ok(opts) => format!("CONNECT {opts:?}"),
-                Err(_) => "CONNECT <malformed>".to_string(),
-            }
-        }
-        Op::Pub {
-            subject,
-            reply,
-            payload,
-        } => {
-            format!(
-                "PUB {}{} {}",
-                show(subject),
-                with_blank(reply),
-                payload.len()
-            )
-        }
-        Op::Hpub {
-            subject,
-            reply,
-            headers,
-            payload,
-        } => format!(
-            "HPUB {}{} {} {}",
-            show(subject),
-            with_blank(reply),
-            headers.len(),
-            headers.len() + payload.len()
-        ),
-        Op::Sub {
-            subject,
-            queue,
-            sid,
-        } => {
-            format!("SUB {}{} {}", show(subject), with_blank(queue), show(sid))
-        }
-        Op::Unsub {
-            sid,
-            max: Some(max),
-        } => format!("UNSUB {} {max}", show(sid)),
-        Op::Unsub { sid, max: None } => format!("UNSUB {}", show(sid)),
-        Op::Ping => "PING".to_string(),
-        Op::Pong => "PONG".to_string(),
-        Op::Info { .. } => "INFO".to_string(),
-        Op::Ok => "+OK".to_string(),
-        Op::Err { text } => format!("-ERR {}", show(text)),
-    };
-    tracing::trace!("{} - cid:{} - <<- [{}]", conn.peer, conn.cid, line);
 }

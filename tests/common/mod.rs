@@ -325,6 +325,11 @@ impl RawConn {
         serde_json::from_slice(json).expect("INFO JSON")
     }
 
+    /// This end's address, as the server shows it in its log lines (`127.0.0.1:54012`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local_addr")
+    }
+
     /// `client_id` from INFO.
     pub fn client_id(&self) -> u64 {
         self.info()["client_id"]
