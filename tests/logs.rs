@@ -252,14 +252,20 @@ fn trace_has_nats_server_shape() {
     let server = start("", &["-V"]);
     let mut conn = RawConn::connect(server.port());
     let label = format!("{} - cid:{}", conn.local_addr(), conn.client_id());
-    let connect = format!(r#"{{"verbose":false,"pedantic":false,{CLIENT_FIELDS}}}"#);
+    let connect =
+        format!(r#"{{"verbose":false,"pedantic":false,"headers":true,{CLIENT_FIELDS}}}"#);
     conn.send_connect(&connect);
     conn.send(b"SUB foo 1\r\n");
     conn.expect_open();
     conn.send(b"PUB foo 5\r\nhe\x0clo\r\n");
     conn.expect_msg("foo", "1", None, b"he\x0clo");
+    conn.send(b"HPUB foo r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
+    let msg = conn.read_msg();
+    assert_eq!(msg.payload, b"hi", "{msg:?}");
     conn.send(b"UNSUB 1\r\n");
     conn.expect_open();
+    conn.send(b"PUBX\r\n");
+    conn.expect_err("Unknown Protocol Operation");
     let named = format!("{label} - \"v2.16.0:python3:logs\" - ");
     let expected = [
         format!("{label} - <<- [CONNECT {connect}]"),
@@ -267,10 +273,14 @@ fn trace_has_nats_server_shape() {
         format!("{named}<<- [PUB foo 5]"),
         format!("{named}<<- MSG_PAYLOAD: [\"he\\flo\"]"),
         format!("{named}->> [MSG foo 1 5]"),
+        format!("{named}<<- [HPUB foo r 12 14]"),
+        format!("{named}<<- MSG_PAYLOAD: [\"NATS/1.0\\r\\n\\r\\nhi\"]"),
+        format!("{named}->> [HMSG foo 1 r 12 14]"),
         format!("{named}<<- [UNSUB 1]"),
         format!("{named}<-> [DELSUB 1]"),
         format!("{named}<<- [PING]"),
         format!("{named}->> [PONG]"),
+        format!("{named}->> [-ERR Unknown Protocol Operation]"),
     ];
     wait_line(&server, &expected[expected.len() - 1]);
     let log = server.log();

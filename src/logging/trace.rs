@@ -1,6 +1,6 @@
 //! The `-V` protocol trace in nats-server's shape: `<<- [OP args]` for what a client sent,
 //! `<<- MSG_PAYLOAD: ["…"]` for a payload, `->> [MSG …]`, `->> [OK]`, `->> [PONG]`,
-//! `->> [-ERR '…']` for what it was sent, `<-> [DELSUB sid]` when a subscription goes.
+//! `->> [-ERR …]` for what it was sent, `<-> [DELSUB sid]` when a subscription goes.
 //!
 //! Cold unless `-V` is on: callers check the shard's trace flag first, so no string is built
 //! when it is off. Invariants: client text goes through [`escaped`] or [`quoted`] (one line
@@ -107,21 +107,25 @@ pub fn msg_out(
     }
 }
 
-/// `->> [OK]`, `->> [PONG]`, `->> [PING]`: a fixed protocol line sent to `conn` (`line` with or
-/// without its `+` and CRLF).
+/// `->> [OK]`, `->> [PONG]`, `->> [PING]`, `->> [-ERR …]`: a fixed protocol line sent to
+/// `conn` (`line` with or without its `+` and CRLF).
 pub fn line_out(conn: &Conn, line: &[u8]) {
     let op = line.strip_prefix(b"+").unwrap_or(line);
     let op = op.strip_suffix(b"\r\n").unwrap_or(op);
-    tracing::trace!("{} - ->> [{}]", ClientLabel::of(conn), escaped(op));
+    let err_text = op.strip_prefix(b"-ERR '").and_then(|t| t.strip_suffix(b"'"));
+    match err_text {
+        Some(text) => err_out_bytes(conn, text),
+        None => tracing::trace!("{} - ->> [{}]", ClientLabel::of(conn), escaped(op)),
+    }
 }
 
-/// `->> [-ERR 'text']`.
+/// `->> [-ERR text]`: nats-server (`sendErr`) traces the text without the quotes it sends.
 pub fn err_out(conn: &Conn, text: &str) {
-    tracing::trace!(
-        "{} - ->> [-ERR '{}']",
-        ClientLabel::of(conn),
-        escaped(text.as_bytes())
-    );
+    err_out_bytes(conn, text.as_bytes());
+}
+
+fn err_out_bytes(conn: &Conn, text: &[u8]) {
+    tracing::trace!("{} - ->> [-ERR {}]", ClientLabel::of(conn), escaped(text));
 }
 
 /// `<-> [DELSUB sid]`: a subscription removed (UNSUB, its max reached, or its connection gone).

@@ -598,6 +598,9 @@ impl Shard {
                     match err.err_line() {
                         Some(line) => {
                             let conn = &mut self.conns[slot as usize];
+                            if self.limits.trace {
+                                crate::logging::trace::line_out(conn, line);
+                            }
                             conn.out.pending_mut().extend_from_slice(line);
                             self.drain_then_close(slot, CloseReason::ParseError);
                         }

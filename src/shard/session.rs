@@ -30,6 +30,9 @@ impl Shard {
             let reason = CloseReason::ProtocolViolation;
             match err.err_line() {
                 Some(line) => {
+                    if self.limits.trace {
+                        crate::logging::trace::line_out(conn, line);
+                    }
                     conn.out.pending_mut().extend_from_slice(line);
                     self.drain_then_close(slot, reason);
                 }
