@@ -73,6 +73,28 @@ pub struct Cli {
     )]
     pub logtime: Option<bool>,
 
+    /// HTTP port for monitoring (-1 = random).
+    #[arg(
+        short = 'm',
+        long = "http_port",
+        allow_negative_numbers = true,
+        value_name = "PORT"
+    )]
+    pub http_port: Option<i32>,
+
+    /// HTTPS port for monitoring, with the server's TLS settings (-1 = random).
+    #[arg(
+        long = "https_port",
+        visible_alias = "ms",
+        allow_negative_numbers = true,
+        value_name = "PORT"
+    )]
+    pub https_port: Option<i32>,
+
+    /// Base path of the monitoring endpoints.
+    #[arg(long = "http_base_path", value_name = "PATH")]
+    pub http_base_path: Option<String>,
+
     /// Test the configuration file and exit.
     #[arg(short = 't')]
     pub test_config: bool,
@@ -292,6 +314,10 @@ const LONG_FLAGS: &[&str] = &[
     "logtime",
     "shards",
     "busy_poll",
+    "http_port",
+    "https_port",
+    "ms",
+    "http_base_path",
     "version",
     "help",
 ];
@@ -387,6 +413,21 @@ fn apply_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(addr) = &cli.addr {
         opts.host = addr.clone();
+    }
+    for (flag, value, target) in [
+        ("--http_port", cli.http_port, &mut opts.http_port),
+        ("--https_port", cli.https_port, &mut opts.https_port),
+    ] {
+        if let Some(port) = value {
+            if !(RANDOM_PORT..=65535).contains(&port) {
+                let msg = format!("invalid port {port}: must be -1 (random) or 0-65535");
+                return Err(ConfigError::Flag { flag, msg });
+            }
+            *target = port;
+        }
+    }
+    if let Some(path) = &cli.http_base_path {
+        opts.http_base_path = path.clone();
     }
     if let Some(name) = &cli.name {
         if name.contains(' ') {

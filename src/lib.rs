@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod logging;
+pub mod monitor;
 pub mod perms;
 pub mod protocol;
 pub mod server;

@@ -85,6 +85,16 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     if let Some(file) = &opts.config_file {
         tracing::info!("Using configuration file: {}", file.display());
     }
+    // The monitoring port is bound before the shards start, so a taken port stops the server
+    // as a taken client port does; `/healthz` answers 503 until the shards are up.
+    let monitor_slot = ringnats::monitor::http::SharedSlot::default();
+    let monitor_addr = match start_monitoring(&opts, &monitor_slot) {
+        Ok(addr) => addr,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match Server::start(opts.clone(), security) {
         Ok(server) => server,
         Err(err) if err.is_fatal() => {
@@ -97,6 +107,10 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
         }
     };
     let shared = server.shared().clone();
+    let _ = monitor_slot.set(shared.clone());
+    if let Some(addr) = monitor_addr {
+        tracing::info!("Starting http monitor on {addr}");
+    }
     tracing::info!(
         "  Name:     {}",
         opts.server_name.as_deref().unwrap_or(&shared.server_id)
@@ -136,6 +150,20 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     }
 }
 
+/// Binds the monitoring port (if configured) and starts its thread; returns its address.
+fn start_monitoring(
+    opts: &ServerOptions,
+    slot: &ringnats::monitor::http::SharedSlot,
+) -> Result<Option<std::net::SocketAddr>, ringnats::monitor::http::MonitorError> {
+    let Some(listener) = ringnats::monitor::http::bind(opts)? else {
+        return Ok(None);
+    };
+    let addr = listener.addr;
+    // The thread runs until the process exits.
+    drop(ringnats::monitor::http::spawn(listener, slot.clone())?);
+    Ok(Some(addr))
+}
+
 /// Re-reads the configuration and applies what can change while running.
 fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
     let new = match cli::options_from_cli(cli) {
@@ -169,6 +197,10 @@ fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
         tracing::warn!("{warning}");
     }
     server.reload(new.clone(), security);
+    server
+        .shared()
+        .monitor
+        .set_config_load_time(std::time::SystemTime::now());
     tracing::info!("Reloaded server configuration");
     new
 }

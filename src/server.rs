@@ -86,6 +86,8 @@ pub struct Shared {
     pub pool: Arc<BlockingPool>,
     /// Rewrites service-import replies; the same key on every shard.
     pub replies: crate::account::ReplyMapper,
+    /// Monitoring: the channels to the shards and when the server started (`monitor/`).
+    pub monitor: crate::monitor::Monitoring,
 }
 
 impl Shared {
@@ -136,6 +138,14 @@ impl Shared {
 
     pub fn remove_connection(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Shard `id`'s end of the monitoring queries; taken once, by the shard, at start.
+    pub fn take_monitor_queries(
+        &self,
+        id: ShardId,
+    ) -> Option<std::sync::mpsc::Receiver<crate::monitor::query::ShardQuery>> {
+        self.monitor.take_receiver(id)
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -253,6 +263,7 @@ impl Server {
             server_id,
             pool,
             replies: crate::account::ReplyMapper::default(),
+            monitor: crate::monitor::Monitoring::new(shard_count),
             snapshot: Mutex::new(Arc::new(snapshot)),
             opts_generation: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
@@ -263,6 +274,7 @@ impl Server {
             .map(|_| Waker::new())
             .collect::<Result<_, _>>()
             .map_err(|e| StartError::Uring(format!("eventfd: {e}")))?;
+        shared.monitor.set_wakers(wakers.clone());
         let meshes = mesh::build(&wakers);
         let failed = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();

@@ -58,12 +58,6 @@ pub const IGNORED_KEYS: &[&str] = &[
     "maps",
     "disable_sublist_cache",
     "no_sublist_cache",
-    "http",
-    "https",
-    "http_port",
-    "monitor_port",
-    "https_port",
-    "http_base_path",
     "cluster",
     "gateway",
     "leaf",
@@ -133,6 +127,14 @@ pub struct ServerOptions {
     pub logfile: Option<PathBuf>,
     /// `--shards` (command line only); `None` = one per core.
     pub shards: Option<usize>,
+    /// Monitoring: `http` / `https` host part, else `host` (nats-server `HTTPHost`).
+    pub http_host: Option<String>,
+    /// `http_port` / `monitor_port` / `http` / `-m`: 0 = off, -1 = random.
+    pub http_port: i32,
+    /// `https_port` / `https` / `-ms`: monitoring over the server's TLS settings.
+    pub https_port: i32,
+    /// `http_base_path`: prefix of every monitoring path.
+    pub http_base_path: String,
     /// `--busy_poll` (command line only): how long a shard spins for more work after a turn
     /// that moved only a few bytes, before it sleeps. 0 turns spinning off.
     pub busy_poll: std::time::Duration,
@@ -167,6 +169,10 @@ impl Default for ServerOptions {
             logtime: true,
             logfile: None,
             shards: None,
+            http_host: None,
+            http_port: 0,
+            https_port: 0,
+            http_base_path: String::new(),
             busy_poll: BUSY_POLL_DEFAULT,
             auth_sections: Vec::new(),
             warnings: Vec::new(),
@@ -310,6 +316,13 @@ fn apply_entry(
             opts.trace_verbose = value.expect_bool(name)?;
             opts.trace = opts.trace_verbose;
         }
+        "http_port" | "monitor_port" => {
+            opts.http_port = port_number(entry, value.expect_int(name)?)?
+        }
+        "https_port" => opts.https_port = port_number(entry, value.expect_int(name)?)?,
+        "http" => apply_monitor_listen(entry, &mut opts.http_host, &mut opts.http_port)?,
+        "https" => apply_monitor_listen(entry, &mut opts.http_host, &mut opts.https_port)?,
+        "http_base_path" => opts.http_base_path = value.expect_str(name)?.to_string(),
         "logtime" => opts.logtime = value.expect_bool(name)?,
         "logfile" | "log_file" => opts.logfile = Some(PathBuf::from(value.expect_str(name)?)),
         k if is_security_key(k) => opts.auth_sections.push((key.clone(), value.clone())),
@@ -339,6 +352,27 @@ fn apply_listen(opts: &mut ServerOptions, entry: &Entry) -> Result<(), ConfigErr
             let port: i64 = port.parse().map_err(|_| bad())?;
             opts.port = port_number(entry, port)?;
             opts.host = host.to_string();
+        }
+        _ => return Err(value.error(&entry.key, "expected a port or \"host:port\"")),
+    }
+    Ok(())
+}
+
+/// `http: 8222` or `http: "host:port"` (and `https`), as nats-server's `parseListen`.
+fn apply_monitor_listen(
+    entry: &Entry,
+    host: &mut Option<String>,
+    port: &mut i32,
+) -> Result<(), ConfigError> {
+    let value = &entry.value;
+    match &value.kind {
+        ValueKind::Integer(p) => *port = port_number(entry, *p)?,
+        ValueKind::String(text) => {
+            let bad = || entry.error(format!("could not parse address string \"{text}\""));
+            let (h, p) = split_host_port(text).ok_or_else(bad)?;
+            let p: i64 = p.parse().map_err(|_| bad())?;
+            *port = port_number(entry, p)?;
+            *host = Some(h.to_string());
         }
         _ => return Err(value.error(&entry.key, "expected a port or \"host:port\"")),
     }

@@ -27,6 +27,11 @@ pub fn reloadable_changes(old: &ServerOptions, new: &ServerOptions) -> Changes {
     refuse(old.port != new.port, "port");
     refuse(old.logfile != new.logfile, "logfile");
     refuse(old.shards != new.shards, "shards");
+    // The monitoring listener is bound once at start (nats-server refuses these too).
+    refuse(old.http_port != new.http_port, "http_port");
+    refuse(old.https_port != new.https_port, "https_port");
+    refuse(old.http_host != new.http_host, "http_host");
+    refuse(old.http_base_path != new.http_base_path, "http_base_path");
     refuse(old.server_name != new.server_name, "server_name");
     let mut apply = |changed: bool, line: String| {
         if changed {

@@ -607,17 +607,34 @@ fn security_sections_are_kept_raw_and_operator_mode_is_refused() {
 
 #[test]
 fn unimplemented_subsystems_are_ignored_with_a_warning() {
-    let opts = load("port: 1\ncluster { port: 6222 }\nhttp_port: 8222\njetstream: enabled");
+    let opts = load("port: 1\ncluster { port: 6222 }\nprof_port: 8222\njetstream: enabled");
     assert_eq!(opts.warnings.len(), 3);
     assert_eq!(
         opts.warnings[0],
         "server.conf:2: \"cluster\" is not supported by ringnats and is ignored"
     );
-    assert!(opts.warnings[1].contains("\"http_port\""));
+    assert!(opts.warnings[1].contains("\"prof_port\""));
     for key in IGNORED_KEYS {
         let opts = load(&format!("{key}: 1"));
         assert_eq!(opts.warnings.len(), 1, "{key}");
     }
+}
+
+#[test]
+fn monitoring_ports_and_base_path_are_read() {
+    let opts = load("http_port: 8222\nhttp_base_path: /nats");
+    assert_eq!(opts.http_port, 8222);
+    assert_eq!(opts.http_base_path, "/nats");
+    assert!(opts.warnings.is_empty(), "{:?}", opts.warnings);
+    assert_eq!(load("monitor_port: 8223").http_port, 8223);
+    let opts = load("http: \"127.0.0.1:8224\"");
+    assert_eq!(
+        (opts.http_host.as_deref(), opts.http_port),
+        (Some("127.0.0.1"), 8224)
+    );
+    assert_eq!(load("http: 8225").http_port, 8225);
+    assert_eq!(load("https_port: -1").https_port, -1);
+    assert!(load_err("http_port: 70000").contains("invalid port"));
 }
 
 #[test]

@@ -61,6 +61,16 @@ impl CloseReason {
     }
 }
 
+/// A connection's traffic as nats-server counts it: messages and their header-plus-payload
+/// bytes, received from the client (`in`) and delivered to it (`out`).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct ConnStats {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+}
+
 /// Options the client chose in CONNECT, as the hot path reads them.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnFlags {
@@ -150,6 +160,11 @@ pub struct Conn {
     /// so what arrives while a stall is decided stays within one buffer.
     pub single_reads_left: u8,
     pub close_reason: Option<CloseReason>,
+    /// Traffic counters for monitoring; written only by the owning shard, plain adds.
+    pub stats: ConnStats,
+    /// Round-trip time of the last server PING answered, and when the PING in flight was sent.
+    pub rtt: Option<Duration>,
+    pub rtt_start: Option<Instant>,
     /// The TLS session, when the server requires TLS.
     pub tls: Option<Box<TlsSession>>,
     /// The TLS handshake must finish by then.
@@ -212,6 +227,9 @@ impl Conn {
             recv_armed: false,
             single_reads_left: 0,
             close_reason: None,
+            stats: ConnStats::default(),
+            rtt: None,
+            rtt_start: None,
             tls: None,
             tls_deadline: None,
             cert: None,

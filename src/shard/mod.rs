@@ -12,6 +12,7 @@
 mod admission;
 pub mod forward;
 pub mod mesh;
+mod monitor;
 pub mod pin;
 pub mod reactor;
 mod session;
@@ -171,6 +172,8 @@ pub struct Shard {
     /// Peers that announced `Quiesced` during a graceful stop.
     quiesced_peers: usize,
     accepting: bool,
+    /// Counters, closed connections and queries of the monitoring thread (`monitor.rs`).
+    monitor: monitor::ShardMonitor,
 }
 
 /// The option values the shard reads per connection or per message.
@@ -252,7 +255,9 @@ impl Shard {
             shutting_down: None,
             quiesced_peers: 0,
             accepting: true,
+            monitor: monitor::ShardMonitor::new(None, peers),
         };
+        shard.monitor = monitor::ShardMonitor::new(shard.shared.take_monitor_queries(id), peers);
         shard.crosses_accounts = crosses_accounts(&shard.snapshot);
         shard.reactor.push_accept(listener);
         shard.arm_wake();
@@ -274,6 +279,7 @@ impl Shard {
             self.reactor.publish_buffers();
             self.drain_mesh();
             self.drain_auth_results();
+            self.answer_monitor_queries();
             self.check_reload();
             if !self.stalled.is_empty() {
                 self.resume_stalled();
@@ -395,6 +401,7 @@ impl Shard {
         };
         let conn = Conn::new(fd, cid, peer, limits, self.now, self.limits.ping_interval);
         let slot = self.conns.insert(conn) as u32;
+        self.monitor.on_accept();
         let over_limit = !self.shared.try_add_connection(self.limits.max_connections);
         self.admit(slot);
         self.arm_recv(slot);
@@ -667,7 +674,13 @@ impl Shard {
             } => self.on_sub(slot, subject, queue, sid),
             Op::Unsub { sid, max } => self.on_unsub(slot, sid, max),
             Op::Ping => self.on_ping(slot),
-            Op::Pong => self.conns[slot as usize].pings_out = 0,
+            Op::Pong => {
+                let conn = &mut self.conns[slot as usize];
+                conn.pings_out = 0;
+                if let Some(sent) = conn.rtt_start.take() {
+                    conn.rtt = Some(self.now.saturating_duration_since(sent));
+                }
+            }
             Op::Connect { json } => self.on_connect(slot, json),
             Op::Ok => {}
             Op::Info { json } => {
@@ -688,6 +701,8 @@ impl Shard {
 
     fn on_pub(&mut self, slot: u32, msg: Published<'_>) {
         let conn = &mut self.conns[slot as usize];
+        conn.stats.in_msgs += 1;
+        conn.stats.in_bytes += (msg.headers.len() + msg.payload.len()) as u64;
         let flags = conn.flags;
         if flags.pedantic && !crate::subject::is_valid_literal(msg.subject) {
             // nats-server 2.9.10 sends the error and still delivers the message.
@@ -1223,6 +1238,10 @@ impl Shard {
         let counted = conn.close_reason != Some(CloseReason::MaxConnectionsExceeded);
         conn.close_reason = Some(reason);
         tasks::log_close(conn, reason, &self.limits);
+        if counted {
+            self.record_close(slot, reason);
+        }
+        let conn = &mut self.conns[slot as usize];
         let keys: Vec<SubKey> = conn.subs.values().copied().collect();
         conn.held_acks = Vec::new();
         for key in keys {
@@ -1374,6 +1393,8 @@ impl Delivery<'_> {
             encode::msg(out, msg.subject, &sub.sid, msg.reply, msg.payload);
         }
         sub.delivered += 1;
+        conn.stats.out_msgs += 1;
+        conn.stats.out_bytes += (msg.headers.len() + msg.payload.len()) as u64;
         if sub.max.is_some_and(|max| sub.delivered >= max) {
             self.expired.push(key);
         }

@@ -95,6 +95,7 @@ impl Shard {
             filter_deliveries,
         };
         let key = SubKey(self.subs.insert(sub) as u32);
+        self.monitor.sub_inserts += 1;
         self.conns[slot as usize].subs.insert(sid.into(), key);
         self.accounts[account as usize]
             .local
@@ -198,6 +199,7 @@ impl Shard {
 
     pub(super) fn remove_sub(&mut self, key: SubKey) {
         let sub = self.subs.remove(key.0 as usize);
+        self.monitor.sub_removes += 1;
         if let Some(conn) = self.conns.get_mut(sub.conn as usize) {
             conn.subs.remove(&sub.sid);
             if self.limits.trace {

@@ -68,6 +68,7 @@ impl Shard {
                 crate::logging::trace::line_out(conn, encode::PING);
             }
             conn.out.pending_mut().extend_from_slice(encode::PING);
+            conn.rtt_start = Some(self.now);
             mark_dirty(&mut self.dirty, conn, slot);
         }
         for slot in stale {

@@ -1,0 +1,387 @@
+//! The shard's side of monitoring: answers `ShardQuery`s from the monitoring thread with a copy
+//! of its counters, connections and subscriptions, and keeps the ring of recently closed
+//! connections that `/connz?state=closed` lists.
+//!
+//! Cold: queries are answered between loop turns (`answer_monitor_queries`, one channel poll
+//! per turn when none waits); a close adds one record. The hot path's part is a few plain
+//! increments of the connection's own counters (`Conn::stats`): no atomic, no lock, no shared
+//! cache line. Server and account totals are sums over connections, taken when asked, plus what
+//! closed connections left behind.
+//! Invariant: nothing here blocks; a reply goes into an unbounded channel and a query whose
+//! asker has gone is answered into the void.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::conn::{CloseReason, Conn};
+use crate::monitor::query::{
+    AccountTotals, ConnFilter, ConnInfo, QueryKind, ShardQuery, ShardReport, ShardTotals,
+    StateFilter, SubFilter, SubInfo, SubsWanted,
+};
+use crate::protocol::encode;
+use crate::shard::{Shard, mark_dirty};
+
+/// Closed connections remembered by the whole server (nats-server `MaxClosedClients`); each
+/// shard keeps its share.
+pub const CLOSED_CONNS_MAX: usize = 10_000;
+/// nats-server `maxNoRTTPingBeforeFirstPong`: a client that has not been answered a PONG yet
+/// may still be in its handshake, where a server PING would confuse it.
+const RTT_PING_AFTER: Duration = Duration::from_secs(2);
+
+/// Monitoring state of one shard.
+pub struct ShardMonitor {
+    queries: Option<std::sync::mpsc::Receiver<ShardQuery>>,
+    closed: VecDeque<ClosedConn>,
+    closed_max: usize,
+    /// Traffic of closed connections, per account id, so totals stay cumulative.
+    closed_traffic: Vec<AccountTotals>,
+    total_connections: u64,
+    slow_consumers: u64,
+    pub(super) sub_inserts: u64,
+    pub(super) sub_removes: u64,
+}
+
+/// A closed connection as `/connz?state=closed` shows it.
+struct ClosedConn {
+    info: ConnInfo,
+    account_id: u32,
+}
+
+impl ShardMonitor {
+    pub fn new(queries: Option<std::sync::mpsc::Receiver<ShardQuery>>, shards: usize) -> Self {
+        ShardMonitor {
+            queries,
+            closed: VecDeque::new(),
+            closed_max: (CLOSED_CONNS_MAX / shards.max(1)).max(1),
+            closed_traffic: Vec::new(),
+            total_connections: 0,
+            slow_consumers: 0,
+            sub_inserts: 0,
+            sub_removes: 0,
+        }
+    }
+
+    pub(super) fn on_accept(&mut self) {
+        self.total_connections += 1;
+    }
+}
+
+impl Shard {
+    /// Answers the monitoring thread's queries; called once per loop turn.
+    pub(super) fn answer_monitor_queries(&mut self) {
+        loop {
+            let Some(Ok(query)) = self.monitor.queries.as_ref().map(|rx| rx.try_recv()) else {
+                return;
+            };
+            let report = self.monitor_report(&query.what);
+            let _ = query.reply.send(report);
+        }
+    }
+
+    /// Records a connection that is going away: its traffic joins the closed totals, and it
+    /// joins the closed ring (the oldest record leaves when the ring is full).
+    pub(super) fn record_close(&mut self, slot: u32, reason: CloseReason) {
+        let clock = Clock::now();
+        let conn = &self.conns[slot as usize];
+        if matches!(
+            reason,
+            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
+        ) {
+            self.monitor.slow_consumers += 1;
+            let account = conn.account as usize;
+            grow(&mut self.monitor.closed_traffic, account);
+            self.monitor.closed_traffic[account].slow_consumers += 1;
+        }
+        let account = conn.account as usize;
+        grow(&mut self.monitor.closed_traffic, account);
+        let traffic = &mut self.monitor.closed_traffic[account];
+        traffic.in_msgs += conn.stats.in_msgs;
+        traffic.in_bytes += conn.stats.in_bytes;
+        traffic.out_msgs += conn.stats.out_msgs;
+        traffic.out_bytes += conn.stats.out_bytes;
+        let mut info = self.conn_info(conn, &clock, SubsWanted::Detail);
+        info.stop = Some(clock.wall);
+        info.reason = Some(reason.describe());
+        if self.monitor.closed.len() >= self.monitor.closed_max {
+            self.monitor.closed.pop_front();
+        }
+        self.monitor.closed.push_back(ClosedConn {
+            info,
+            account_id: conn.account,
+        });
+    }
+
+    fn monitor_report(&mut self, what: &QueryKind) -> ShardReport {
+        let mut report = ShardReport {
+            shard: Some(self.id),
+            ..ShardReport::default()
+        };
+        self.fill_totals(&mut report);
+        match what {
+            QueryKind::Totals => {}
+            QueryKind::Conns(filter) => self.fill_conns(filter, &mut report),
+            QueryKind::Subs(filter) => self.fill_subs(filter, &mut report),
+        }
+        report
+    }
+
+    fn fill_totals(&self, report: &mut ShardReport) {
+        let mut totals = ShardTotals {
+            slow_consumers: self.monitor.slow_consumers,
+            total_connections: self.monitor.total_connections,
+            subscriptions: self.subs.len() as u64,
+            sub_inserts: self.monitor.sub_inserts,
+            sub_removes: self.monitor.sub_removes,
+            ..ShardTotals::default()
+        };
+        let mut accounts = self.monitor.closed_traffic.clone();
+        for (_, conn) in self.conns.iter().filter(|(_, c)| c.is_open()) {
+            totals.connections += 1;
+            let account = conn.account as usize;
+            grow(&mut accounts, account);
+            let acc = &mut accounts[account];
+            acc.connections += 1;
+            acc.total_connections += 1;
+            acc.in_msgs += conn.stats.in_msgs;
+            acc.in_bytes += conn.stats.in_bytes;
+            acc.out_msgs += conn.stats.out_msgs;
+            acc.out_bytes += conn.stats.out_bytes;
+        }
+        for (_, sub) in self.subs.iter() {
+            let account = sub.account as usize;
+            grow(&mut accounts, account);
+            accounts[account].subscriptions += 1;
+        }
+        for acc in &accounts {
+            totals.in_msgs += acc.in_msgs;
+            totals.in_bytes += acc.in_bytes;
+            totals.out_msgs += acc.out_msgs;
+            totals.out_bytes += acc.out_bytes;
+        }
+        totals.cache_len = self
+            .accounts
+            .iter()
+            .map(|a| a.local.cache_len() as u64)
+            .sum();
+        report.totals = totals;
+        report.accounts = accounts;
+    }
+
+    fn fill_conns(&mut self, filter: &ConnFilter, report: &mut ShardReport) {
+        let clock = Clock::now();
+        let account_id = match &filter.account {
+            Some(name) => match self.snapshot.auth.account_id(name) {
+                Some(id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        let mut found: Vec<(ConnInfo, Source)> = Vec::new();
+        if filter.state != StateFilter::Closed {
+            for (slot, conn) in self.conns.iter().filter(|(_, c)| c.is_open()) {
+                if filter.cid.is_some_and(|cid| cid != conn.cid)
+                    || account_id.is_some_and(|id| id != conn.account)
+                    || filter.user.as_ref().is_some_and(|u| *u != conn.user)
+                {
+                    continue;
+                }
+                let info = self.conn_info_numbers(conn, &clock);
+                found.push((info, Source::Open(slot as u32)));
+            }
+        }
+        if filter.state != StateFilter::Open {
+            for (i, closed) in self.monitor.closed.iter().enumerate() {
+                if filter.cid.is_some_and(|cid| cid != closed.info.cid)
+                    || account_id.is_some_and(|id| id != closed.account_id)
+                    || filter.user.as_ref().is_some_and(|u| *u != closed.info.user)
+                {
+                    continue;
+                }
+                found.push((closed.info.clone(), Source::Closed(i)));
+            }
+        }
+        report.conns_matched = found.len();
+        if found.len() > filter.keep {
+            let sort = filter.sort;
+            found.select_nth_unstable_by(filter.keep, |a, b| sort.compare(&a.0, &b.0));
+            found.truncate(filter.keep);
+        }
+        let mut rtt_pings = Vec::new();
+        for (mut info, source) in found {
+            match source {
+                Source::Open(slot) => {
+                    let conn = &self.conns[slot as usize];
+                    let full = self.conn_info(conn, &clock, filter.subs);
+                    if wants_rtt_ping(conn, clock.now) {
+                        rtt_pings.push(slot);
+                    }
+                    info = full;
+                }
+                Source::Closed(_) => {
+                    if filter.subs == SubsWanted::None {
+                        info.subs.clear();
+                    }
+                }
+            }
+            report.conns.push(info);
+        }
+        for slot in rtt_pings {
+            self.send_rtt_ping(slot);
+        }
+    }
+
+    fn fill_subs(&self, filter: &SubFilter, report: &mut ShardReport) {
+        let account_id = match &filter.account {
+            Some(name) => match self.snapshot.auth.account_id(name) {
+                Some(id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        let accounts = self.snapshot.auth.accounts();
+        for (_, sub) in self.subs.iter() {
+            if account_id.is_some_and(|id| id != sub.account) {
+                continue;
+            }
+            if let Some(test) = &filter.test {
+                if !crate::subject::filter_matches(&sub.filter, test.as_bytes()) {
+                    continue;
+                }
+            }
+            report.subs_matched += 1;
+            if !filter.detail {
+                continue;
+            }
+            let cid = self.conns.get(sub.conn as usize).map_or(0, |c| c.cid);
+            let account = accounts
+                .get(sub.account as usize)
+                .map_or_else(String::new, |a| a.name.clone());
+            report.subs.push(SubInfo {
+                account,
+                subject: lossy(&sub.filter),
+                queue: sub.queue.as_deref().map(lossy),
+                sid: lossy(&sub.sid),
+                msgs: sub.delivered,
+                max: sub.max,
+                cid,
+            });
+        }
+    }
+
+    /// The numbers of a connection (no strings, no subscriptions): enough to sort by.
+    fn conn_info_numbers(&self, conn: &Conn, clock: &Clock) -> ConnInfo {
+        ConnInfo {
+            cid: conn.cid,
+            peer: conn.peer,
+            start: clock.wall_of(conn.created),
+            last_activity: clock.wall_of(conn.last_activity),
+            stop: None,
+            reason: None,
+            rtt: conn.rtt.unwrap_or_default(),
+            pending_bytes: conn.out.pending_bytes(),
+            in_msgs: conn.stats.in_msgs,
+            out_msgs: conn.stats.out_msgs,
+            in_bytes: conn.stats.in_bytes,
+            out_bytes: conn.stats.out_bytes,
+            subs_count: u32::try_from(conn.subs.len()).unwrap_or(u32::MAX),
+            name: String::new(),
+            lang: String::new(),
+            version: String::new(),
+            user: String::new(),
+            account: String::new(),
+            tls_version: None,
+            subs: Vec::new(),
+        }
+    }
+
+    /// Everything `/connz` shows of an open connection.
+    fn conn_info(&self, conn: &Conn, clock: &Clock, subs: SubsWanted) -> ConnInfo {
+        let mut info = self.conn_info_numbers(conn, clock);
+        info.name.clone_from(&conn.name);
+        info.lang.clone_from(&conn.lang);
+        info.version.clone_from(&conn.version);
+        info.user.clone_from(&conn.user);
+        let accounts = self.snapshot.auth.accounts();
+        if let Some(account) = accounts.get(conn.account as usize) {
+            info.account.clone_from(&account.name);
+        }
+        info.tls_version = conn
+            .tls
+            .as_ref()
+            .filter(|t| !t.is_handshaking())
+            .and_then(|t| t.protocol_version());
+        if subs != SubsWanted::None {
+            info.subs = conn
+                .subs
+                .values()
+                .filter_map(|key| self.subs.get(key.0 as usize))
+                .map(|sub| SubInfo {
+                    account: info.account.clone(),
+                    subject: lossy(&sub.filter),
+                    queue: sub.queue.as_deref().map(lossy),
+                    sid: lossy(&sub.sid),
+                    msgs: sub.delivered,
+                    max: sub.max,
+                    cid: conn.cid,
+                })
+                .collect();
+        }
+        info
+    }
+
+    /// nats-server `getRTT`: a connection listed without an RTT yet gets a PING, so the next
+    /// listing shows one.
+    fn send_rtt_ping(&mut self, slot: u32) {
+        let now = Instant::now();
+        let conn = &mut self.conns[slot as usize];
+        conn.rtt_start = Some(now);
+        conn.out.pending_mut().extend_from_slice(encode::PING);
+        mark_dirty(&mut self.dirty, conn, slot);
+    }
+}
+
+/// Where a listed connection came from.
+enum Source {
+    Open(u32),
+    Closed(#[allow(dead_code)] usize),
+}
+
+/// The wall clock and the monotonic clock read together, to turn a connection's `Instant`s
+/// into the times `/connz` prints.
+struct Clock {
+    wall: SystemTime,
+    now: Instant,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            wall: SystemTime::now(),
+            now: Instant::now(),
+        }
+    }
+
+    fn wall_of(&self, t: Instant) -> SystemTime {
+        self.wall - self.now.saturating_duration_since(t)
+    }
+}
+
+/// Whether a listed connection should get an RTT PING: a real client library (it sent a
+/// `lang`), past its handshake, with no RTT yet and none being measured.
+fn wants_rtt_ping(conn: &Conn, now: Instant) -> bool {
+    conn.rtt.is_none()
+        && conn.rtt_start.is_none()
+        && conn.connected
+        && !conn.lang.is_empty()
+        && now.saturating_duration_since(conn.created) > RTT_PING_AFTER
+}
+
+fn grow<T: Default + Clone>(list: &mut Vec<T>, index: usize) {
+    if list.len() <= index {
+        list.resize(index + 1, T::default());
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
