@@ -5,7 +5,7 @@
 //! `PONG` and throws everything else away. No parsing, no routing, no delivery, no auth. A load
 //! generator run against it measures the generator itself: publish rates and connect rates a
 //! real broker cannot beat with that generator, whatever its speed. `scripts/ceiling.sh` runs
-//! the shared natsbench against it next to ringnats and nats-server.
+//! the load generator (tools/natsbench) against it next to ringnats and nats-server.
 //!
 //! Not a broker: a `PING` inside a payload is answered too; fine for benchmark payloads.
 

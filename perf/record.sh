@@ -1,36 +1,40 @@
 #!/usr/bin/env bash
 # Usage: perf/record.sh SCENARIO [--messages N] [--top N] [--call-graph fp|dwarf|lbr]
-#                       [--server-cpu CPU] [--client-cpu CPU] [--bench-dir DIR] [--help]
+#                       [--server-cpu CPU] [--client-cpu CPU] [--load natsbench|ringnats]
+#                       [--no-install] [--help]
 #
-# Profiles ringnats under one natsbench load and writes, under perf/out/ (git-ignored):
-#   <scenario>-<stamp>.txt   header, natsbench's JSON line, the top symbols by self time and
-#                            the top call chains into them
+# Profiles ringnats under one load and writes, under perf/out/ (git-ignored):
+#   <scenario>-<stamp>.txt   header, the load generator's result, the top symbols by self
+#                            time and the top call chains into them
 #   <scenario>-<stamp>.svg   a flame graph (inferno)
 #   <scenario>-<stamp>.data  the raw perf.data, for `perf report -i`
 #
-# Scenarios (the loads and full-run counts of ../shared/bench/compare.py):
-#   pub16      1 publisher, no subscriber, 16 B        (default 15,000,000 messages)
-#   pub128     1 publisher, no subscriber, 128 B       (default 10,000,000 messages)
-#   pubsub128  1 publisher -> 1 subscriber, 128 B      (default 3,000,000 messages)
-#   fanout4    1 publisher -> 4 subscribers, 128 B     (default   800,000 messages)
-#   fanin4     4 publishers -> 1 subscriber, 128 B     (default 3,000,000 messages)
-#   queue4     1 publisher -> queue group of 4, 128 B  (default 3,000,000 messages)
-#   reqrep     1 requester, 1 responder, 16 B          (default    20,000 requests)
-#   storm      4 connectors, CONNECT + PING then close (3 s)
+# Scenarios: any of `scripts/compare.py --list` (the same loads and a full run's counts), e.g.
+#   pub16      1 publisher, no subscriber, 16 B        (15,000,000 messages)
+#   pub128     1 publisher, no subscriber, 128 B       (10,000,000 messages)
+#   pubsub128  1 publisher -> 1 subscriber, 128 B      (3,000,000 messages)
+#   fanout4    1 publisher -> 4 subscribers, 128 B     (800,000 messages)
+#   fanin4     4 publishers -> 1 subscriber, 128 B     (3,000,000 messages)
+#   queue4     1 publisher -> queue group of 4, 128 B  (3,000,000 messages)
+#   reqrep     1 requester, 1 responder, 16 B          (10,000 requests)
+#   storm      4 connectors, CONNECT + PING then close, 2 s (= storm_none)
 #
 #   --messages N       override the message/request count
 #   --top N            symbols listed in the .txt (default 30)
 #   --call-graph MODE  perf's call-graph mode (default fp: frame pointers, which this build
 #                      keeps; dwarf sees through code without them, at a much larger cost)
 #   --server-cpu CPU   CPU that ringnats is pinned to (default 0; one CPU means one shard)
-#   --client-cpu CPU   CPU that natsbench is pinned to (default 1)
-#   --bench-dir DIR    the shared bench folder (default ../shared/bench, relative to the repo)
+#   --client-cpu CPU   CPU that the load generator is pinned to (default 1)
+#   --load natsbench   the Go load generator, tools/natsbench (default when Go can be had)
+#   --load ringnats    `ringnats bench` (the default where Go cannot be installed)
+#   --no-install       do not apt-get or cargo install what is missing
 #
 # Builds `cargo build --profile profiling` (release + line tables) with frame pointers forced,
-# and the natsbench load generator if missing. Installs linux-perf (apt-get) and inferno
-# (cargo install) when missing. Records `perf record -e cpu-clock -g` (cpu-clock, because VMs
-# often have no hardware counters) on the ringnats process only, for the length of the load.
-# Kills only the ringnats and perf processes it started.
+# and tools/natsbench (tools/natsbench/build.sh: Go and nats.go from Debian's packages,
+# apt-get installed when missing and running as root). Installs linux-perf (apt-get) and
+# inferno (cargo install) when missing. Records `perf record -e cpu-clock -g` (cpu-clock,
+# because VMs often have no hardware counters) on the ringnats process only, for the length
+# of the load. Kills only the ringnats and perf processes it started.
 set -euo pipefail
 
 usage() {
@@ -52,7 +56,8 @@ top=30
 call_graph=fp
 server_cpu=0
 client_cpu=1
-bench_dir=../shared/bench
+load=""
+install=true
 while [[ $# -gt 0 ]]; do
     case $1 in
         --messages) [[ $# -ge 2 ]] || die "--messages needs a value"; messages=$2; shift ;;
@@ -60,7 +65,8 @@ while [[ $# -gt 0 ]]; do
         --call-graph) [[ $# -ge 2 ]] || die "--call-graph needs a value"; call_graph=$2; shift ;;
         --server-cpu) [[ $# -ge 2 ]] || die "--server-cpu needs a value"; server_cpu=$2; shift ;;
         --client-cpu) [[ $# -ge 2 ]] || die "--client-cpu needs a value"; client_cpu=$2; shift ;;
-        --bench-dir) [[ $# -ge 2 ]] || die "--bench-dir needs a value"; bench_dir=$2; shift ;;
+        --load) [[ $# -ge 2 ]] || die "--load needs a value"; load=$2; shift ;;
+        --no-install) install=false ;;
         --help | -h) usage; exit 0 ;;
         -*) die "unknown flag '$1' (see --help)" ;;
         *) [[ -z $scenario ]] || die "one scenario only"; scenario=$1 ;;
@@ -69,40 +75,38 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n $scenario ]] || { usage >&2; exit 2; }
 
-# natsbench arguments per scenario, as in compare.py; N is the default message count.
-case $scenario in
-    pub16) load="-np 1 -ns 0 -ms 16"; n=15000000 ;;
-    pub128) load="-np 1 -ns 0 -ms 128"; n=10000000 ;;
-    pubsub128) load="-np 1 -ns 1 -ms 128"; n=3000000 ;;
-    fanout4) load="-np 1 -ns 4 -ms 128"; n=800000 ;;
-    fanin4) load="-np 4 -ns 1 -ms 128"; n=3000000 ;;
-    queue4) load="-np 1 -ns 4 -q bench -ms 128"; n=3000000 ;;
-    reqrep) load="-mode reqrep -np 1 -ns 1 -ms 16"; n=20000 ;;
-    storm) load="-mode connect -c 4 -duration 3s"; n=0 ;;
-    *) die "unknown scenario '$scenario' (see --help)" ;;
-esac
-n=${messages:-$n}
+[[ $scenario != storm ]] || scenario=storm_none
+[[ -z $load || $load == natsbench || $load == ringnats ]] || die "--load is natsbench or ringnats"
+python3 scripts/compare.py --load-args "$scenario" >/dev/null ||
+    die "unknown scenario '$scenario' (see scripts/compare.py --list)"
 
 install_tools() {
     if ! command -v perf >/dev/null; then
+        $install || die "perf is missing; apt-get install linux-perf (or drop --no-install)"
         [[ $(id -u) -eq 0 ]] || die "perf is missing; run: sudo apt-get install linux-perf"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
     fi
     if ! command -v inferno-collapse-perf >/dev/null || ! command -v inferno-flamegraph >/dev/null
     then
+        $install || die "inferno is missing; cargo install inferno (or drop --no-install)"
         cargo install inferno --locked
     fi
 }
 
+# Builds ringnats for profiling, and the Go load generator unless `ringnats bench` is the load
+# (asked for, or because Go cannot be installed here).
 build() {
     RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" \
         cargo build --profile profiling --bin ringnats
     export NATSBENCH_DIR=$repo_root/target/natsbench
-    if [[ ! -x $NATSBENCH_DIR/natsbench ]]; then
-        [[ -x $bench_dir/build.sh ]] || die "no build.sh in '$bench_dir' (use --bench-dir)"
-        "$bench_dir/build.sh"
-    fi
+    local flags=()
+    $install || flags=(--no-install)
+    load=$(tools/natsbench/build.sh --load "${load:-auto}" "${flags[@]}") ||
+        die "no load generator: tools/natsbench/build.sh failed"
+    local count=()
+    [[ -z $messages ]] || count=(--msgs "$messages")
+    load_args=$(python3 scripts/compare.py --load-args "$scenario" --load "$load" "${count[@]}")
 }
 
 free_port() {
@@ -148,9 +152,9 @@ write_report() {
         echo "host: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores," \
             "kernel $(uname -r)"
         echo "ringnats: target/profiling/ringnats pinned to CPU $server_cpu" \
-            "(taskset), natsbench on CPU $client_cpu"
-        echo "load: natsbench $load -n $n"
-        echo "natsbench: $result"
+            "(taskset), the load generator on CPU $client_cpu"
+        echo "load: $load_text"
+        echo "result: $result"
         echo "record: perf record -e cpu-clock -g --call-graph $call_graph -p <ringnats>"
         echo
         echo "## Top $top symbols by self time"
@@ -191,13 +195,22 @@ main() {
     sleep 0.5 # perf attaches to every thread of the process before the load starts
 
     local result status=0
-    # shellcheck disable=SC2086 # $load is a list of flags
-    result=$(taskset -c "$client_cpu" "$NATSBENCH_DIR/natsbench" -quiet -timeout 60s \
-        -s "nats://127.0.0.1:$port" $load -n "$n") || status=$?
+    if [[ $load == natsbench ]]; then
+        load_text="tools/natsbench $load_args"
+        # shellcheck disable=SC2086 # $load_args is a list of flags without spaces inside
+        result=$(taskset -c "$client_cpu" "$NATSBENCH_DIR/natsbench" -quiet -timeout 60s \
+            -s "nats://127.0.0.1:$port" $load_args) || status=$?
+    else
+        load_text="ringnats bench $load_args"
+        # shellcheck disable=SC2086
+        result=$(taskset -c "$client_cpu" target/profiling/ringnats bench --no-progress \
+            -s "nats://127.0.0.1:$port" $load_args 2>&1 |
+            grep -E 'stats:|[Ll]atency:|Failed' | tr -s ' ' | paste -sd ';' -) || status=$?
+    fi
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
     perf_pid=""
-    [[ $status -eq 0 ]] || echo "record.sh: natsbench exited with $status" >&2
+    [[ $status -eq 0 ]] || echo "record.sh: the load generator exited with $status" >&2
 
     write_report "$out.data" "$out.txt" "$result"
     perf script -i "$out.data" 2>/dev/null | inferno-collapse-perf |

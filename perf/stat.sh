@@ -9,7 +9,8 @@
 #   SCENARIO        pub16 (default), pub128, pubsub128, fanout4, reqrep
 #   --messages N    messages to publish (default 5000000)
 #
-# Runs from the repo root; starts target/profiling/ringnats pinned to CPU 0 and natsbench to
+# Runs from the repo root; builds tools/natsbench (tools/natsbench/build.sh installs Go and
+# nats.go when missing); starts target/profiling/ringnats pinned to CPU 0 and natsbench to
 # CPU 1; kills only the processes it started. Output: perf/out/stat-<scenario>-<stamp>.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ case $scenario in
 esac
 
 RUSTFLAGS="-C force-frame-pointers=yes" cargo build --profile profiling --bin ringnats
-NATSBENCH_DIR=$PWD/target/natsbench ../shared/bench/build.sh >/dev/null
+NATSBENCH_DIR=$PWD/target/natsbench tools/natsbench/build.sh --quiet
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p perf/out
 out=perf/out/stat-$scenario-$(date +%Y%m%d-%H%M%S).txt

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 
+from compare import ringnats_user_nkey
 from pinned_server import PinnedServer
 
 RINGNATS = "target/release/ringnats"
@@ -67,9 +68,7 @@ def run_once(server_cmd, args, metric, config=None):
 def user_nkey():
     """A fresh user nkey from `ringnats keygen user`: the seed in a file for the bench, the
     public key for the server's config."""
-    out = subprocess.run([RINGNATS, "keygen", "user"], capture_output=True, text=True, check=True)
-    # "User public key: U..." then "User private key: SU...": the last word of each line.
-    public, seed = (line.split()[-1] for line in out.stdout.splitlines()[:2])
+    seed, public = ringnats_user_nkey(RINGNATS)
     path = os.path.join(SCRATCH, "user.nk")
     with open(path, "w") as f:
         f.write(seed + "\n")

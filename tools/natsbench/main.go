@@ -34,8 +34,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Every flag, in one place; the names follow the shared harness compare.py was written for,
-// so recorded command lines stay comparable.
+// Every flag, in one place. scripts/compare.py and perf/record.sh pass them (Load.natsbench_args).
 var (
 	flagURL         = flag.String("s", nats.DefaultURL, "server URL (nats://, tls://); may carry token@ or user:pass@")
 	flagMode        = flag.String("mode", "pubsub", "pubsub | reqrep | connect | keygen")
