@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from compare import ringnats_user_nkey
+from compare import UNIT_US, ringnats_user_nkey
 from pinned_server import PinnedServer
 
 RINGNATS = "target/release/ringnats"
@@ -44,8 +44,8 @@ SCENARIOS = [
 PATTERNS = {
     "pub": re.compile(r"^\s*Pub stats: ([\d,]+) msgs/sec", re.M),
     "sub": re.compile(r"^\s*Sub stats: ([\d,]+) msgs/sec", re.M),
-    "p50": re.compile(r"p50 ([\d.]+)us"),
-    "p99": re.compile(r"p99 ([\d.]+)us"),
+    "p50": re.compile(r"p50 ([\d.]+)(ns|us|ms|s)\b"),
+    "p99": re.compile(r"p99 ([\d.]+)(ns|us|ms|s)\b"),
     "connects": re.compile(r"Connect stats: ([\d,]+) connects/sec"),
 }
 
@@ -62,7 +62,11 @@ def run_once(server_cmd, args, metric, config=None):
                                 f"nats://127.0.0.1:{server.port}", "--no-progress", *args],
                                capture_output=True, text=True, timeout=90)
     m = PATTERNS[metric].search(bench.stdout + bench.stderr)
-    return float(m.group(1).replace(",", "")) if m else None
+    if not m:
+        return None
+    value = float(m.group(1).replace(",", ""))
+    # Latencies are printed in the unit that fits (37.20us, 12.10ms): the table is in us.
+    return value * UNIT_US[m.group(2)] if m.lastindex == 2 else value
 
 
 def user_nkey():

@@ -14,7 +14,7 @@ mod common;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use common::Server;
@@ -48,11 +48,12 @@ fn natsbench() -> &'static PathBuf {
     })
 }
 
-/// Runs natsbench against `server`, returns (exit code, JSON line, stderr).
-fn run(server: &Server, args: &[&str]) -> (i32, Value, String) {
+/// Runs natsbench against `server` with `args` (split at spaces), returns (exit code, JSON
+/// line, stderr).
+fn run(server: &Server, args: &str) -> (i32, Value, String) {
     let mut child = Command::new(natsbench())
         .args(["-s", &server.url(), "-timeout", "20s"])
-        .args(args)
+        .args(args.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,23 +95,23 @@ fn number(json: &Value, key: &str) -> f64 {
 #[test]
 fn pubsub_counts_every_message_and_reports_rates() {
     let server = Server::start("");
-    let (code, json, err) = run(&server, &["-np", "1", "-ns", "2", "-n", "20000", "-ms", "64"]);
+    let (code, json, err) = run(&server, "-np 1 -ns 2 -n 20000 -ms 64");
     assert_eq!(code, 0, "{json}\n{err}");
     assert_eq!(json["complete"], true, "{json}");
     assert_eq!(json["sub_received"], 40_000, "{json}");
     assert_eq!(json["sub_expected"], 40_000, "{json}");
     assert!(number(&json, "/pub_msgs_per_sec") > 0.0, "{json}");
     assert!(number(&json, "/sub_msgs_per_sec") > 0.0, "{json}");
-    assert!(err.contains("Pub stats:") && err.contains("Sub stats:"), "{err}");
+    assert!(
+        err.contains("Pub stats:") && err.contains("Sub stats:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_queue_group_receives_n_in_total() {
     let server = Server::start("");
-    let (code, json, _) = run(
-        &server,
-        &["-np", "1", "-ns", "3", "-q", "workers", "-n", "9000", "-quiet"],
-    );
+    let (code, json, _) = run(&server, "-np 1 -ns 3 -q workers -n 9000 -quiet");
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["complete"], true, "{json}");
     assert_eq!(json["sub_received"], 9000, "{json}");
@@ -119,7 +120,7 @@ fn a_queue_group_receives_n_in_total() {
 #[test]
 fn reqrep_reports_latency_percentiles() {
     let server = Server::start("");
-    let (code, json, _) = run(&server, &["-mode", "reqrep", "-n", "300", "-ms", "16", "-quiet"]);
+    let (code, json, _) = run(&server, "-mode reqrep -n 300 -ms 16 -quiet");
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["requests_ok"], 300, "{json}");
     let (p50, p99) = (number(&json, "/lat_us/p50"), number(&json, "/lat_us/p99"));
@@ -131,7 +132,7 @@ fn token_storm_connects_and_a_wrong_token_fails_without_echoing_it() {
     let server = Server::start("authorization { token: \"s3cret-bench-token\" }");
     let (code, json, _) = run(
         &server,
-        &["-mode", "connect", "-c", "2", "-n", "40", "-token", "s3cret-bench-token", "-quiet"],
+        "-mode connect -c 2 -n 40 -token s3cret-bench-token -quiet",
     );
     assert_eq!(code, 0, "{json}");
     assert!(number(&json, "/connects_ok") >= 40.0, "{json}");
@@ -140,7 +141,7 @@ fn token_storm_connects_and_a_wrong_token_fails_without_echoing_it() {
 
     let (code, json, err) = run(
         &server,
-        &["-mode", "connect", "-c", "1", "-duration", "300ms", "-token", "wrong-token-value"],
+        "-mode connect -c 1 -duration 300ms -token wrong-token-value",
     );
     assert_eq!(code, EXIT_INCOMPLETE, "{json}");
     assert_eq!(json["complete"], false, "{json}");
