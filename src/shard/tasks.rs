@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::conn::{CloseReason, Conn, ConnState};
+use crate::logging::client::ClientLabel;
 use crate::protocol::encode;
 use crate::shard::{Limits, Shard, mark_dirty};
 
@@ -174,18 +175,13 @@ pub(super) fn log_close(conn: &Conn, reason: CloseReason, limits: &Limits) {
             crate::logging::client::slow_consumer_deadline(conn, limits.write_deadline, pending)
         }
         CloseReason::StaleConnection => {
-            tracing::debug!(
-                "{} - cid:{} - Stale Client Connection - Closing",
-                conn.peer,
-                conn.cid
-            )
+            tracing::debug!("{} - Stale Client Connection - Closing", ClientLabel::of(conn))
         }
         _ => {}
     }
     tracing::debug!(
-        "{} - cid:{} - Client connection closed: {}",
-        conn.peer,
-        conn.cid,
+        "{} - Client connection closed: {}",
+        ClientLabel::of(conn),
         reason.describe()
     );
 }
