@@ -149,11 +149,89 @@ pub struct Cli {
     pub keygen_kind: Option<KeyKind>,
 
     /// Print the version.
-    #[arg(long = "version", action = ArgAction::Version)]
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
+
+    /// File to store the process id in (`pid_file`).
+    #[arg(short = 'P', long = "pid", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+
+    /// Send a signal to a running ringnats and exit: stop, quit, term, reopen, reload or ldm,
+    /// optionally `=PID` or `=PIDFILE` (`-sl`).
+    #[arg(long = "signal", visible_alias = "sl", value_name = "SIGNAL[=PID]")]
+    pub signal: Option<String>,
+
+    /// JetStream storage directory: accepted for nats-server command lines, unused (`-sd`).
+    #[arg(long = "store_dir", visible_alias = "sd", value_name = "DIR")]
+    pub store_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub unsupported: UnsupportedFlags,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// nats-server flags for features ringnats does not have. Parsed (so their values are not
+/// mistaken for other flags) only to be refused with one clear line; see
+/// `Cli::unsupported_flag`.
+#[derive(Debug, Default, Args)]
+pub struct UnsupportedFlags {
+    #[arg(long = "jetstream", alias = "js", hide = true, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true")]
+    jetstream: Option<String>,
+    #[arg(long = "cluster", hide = true)]
+    cluster: Option<String>,
+    #[arg(long = "routes", hide = true)]
+    routes: Option<String>,
+    #[arg(long = "cluster_name", hide = true)]
+    cluster_name: Option<String>,
+    #[arg(long = "cluster_listen", hide = true)]
+    cluster_listen: Option<String>,
+    #[arg(long = "cluster_advertise", hide = true)]
+    cluster_advertise: Option<String>,
+    #[arg(long = "no_advertise", hide = true, num_args = 0..=1, require_equals = true,
+        default_missing_value = "true")]
+    no_advertise: Option<String>,
+    #[arg(long = "connect_retries", hide = true)]
+    connect_retries: Option<String>,
+    #[arg(long = "client_advertise", hide = true)]
+    client_advertise: Option<String>,
+    #[arg(long = "ports_file_dir", hide = true)]
+    ports_file_dir: Option<String>,
+    #[arg(long = "profile", hide = true)]
+    profile: Option<String>,
+    #[arg(short = 's', long = "syslog", hide = true, num_args = 0..=1, require_equals = true,
+        default_missing_value = "true")]
+    syslog: Option<String>,
+    #[arg(short = 'r', long = "remote_syslog", hide = true)]
+    remote_syslog: Option<String>,
+}
+
+impl UnsupportedFlags {
+    /// The first unsupported flag given, named as nats-server's usage names it, with the
+    /// feature it belongs to.
+    fn first(&self) -> Option<&'static str> {
+        let flags: [(&Option<String>, &'static str); 13] = [
+            (&self.jetstream, "-js/--jetstream (JetStream)"),
+            (&self.cluster, "--cluster (clustering)"),
+            (&self.routes, "--routes (clustering)"),
+            (&self.cluster_name, "--cluster_name (clustering)"),
+            (&self.cluster_listen, "--cluster_listen (clustering)"),
+            (&self.cluster_advertise, "--cluster_advertise (clustering)"),
+            (&self.no_advertise, "--no_advertise (clustering)"),
+            (&self.connect_retries, "--connect_retries (clustering)"),
+            (&self.client_advertise, "--client_advertise (clustering)"),
+            (&self.ports_file_dir, "--ports_file_dir"),
+            (&self.profile, "--profile (profiling port)"),
+            (&self.syslog, "-s/--syslog"),
+            (&self.remote_syslog, "-r/--remote_syslog"),
+        ];
+        flags
+            .iter()
+            .find(|(value, _)| value.is_some())
+            .map(|(_, name)| *name)
+    }
 }
 
 /// Subcommands next to running the server.
@@ -320,12 +398,39 @@ const LONG_FLAGS: &[&str] = &[
     "http_base_path",
     "version",
     "help",
+    "pid",
+    "signal",
+    "sl",
+    "store_dir",
+    "sd",
+    "jetstream",
+    "js",
+    "cluster",
+    "routes",
+    "cluster_name",
+    "cluster_listen",
+    "cluster_advertise",
+    "no_advertise",
+    "connect_retries",
+    "client_advertise",
+    "ports_file_dir",
+    "profile",
+    "syslog",
+    "remote_syslog",
 ];
 
 impl Cli {
     /// Parses `std::env::args_os()` after `normalize_args`; exits with usage on error.
     pub fn parse_args() -> Cli {
         Cli::parse_from(normalize_args(std::env::args_os()))
+    }
+
+    /// "`<flag>` is not supported by ringnats", for the first flag of a feature ringnats does
+    /// not have (instead of clap's "unexpected argument" and a misleading tip).
+    pub fn unsupported_flag(&self) -> Option<String> {
+        self.unsupported
+            .first()
+            .map(|flag| format!("{flag} is not supported by ringnats"))
     }
 
     /// The subcommand to run, with `-k <kind>` mapped to `keygen <kind>`.
@@ -450,6 +555,15 @@ fn apply_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
     }
     if let Some(log) = &cli.log {
         opts.logfile = Some(log.clone());
+    }
+    if let Some(pid_file) = &cli.pid_file {
+        opts.pid_file = Some(pid_file.clone());
+    }
+    if let Some(dir) = &cli.store_dir {
+        opts.warnings.push(format!(
+            "--store_dir {}: JetStream is not supported by ringnats; the directory is not used",
+            dir.display()
+        ));
     }
     apply_security_flags(opts, cli)?;
     if let Some(logtime) = cli.logtime {
@@ -623,6 +737,44 @@ mod tests {
     }
 
     #[test]
+    fn nats_server_test_helper_flags() {
+        let c = cli(&[
+            "-sd", "/tmp/js", "-P", "/tmp/pid", "-p", "-1", "-l", "/tmp/log",
+        ]);
+        let opts = options_from_cli(&c).unwrap();
+        assert_eq!(opts.pid_file.as_deref(), Some(Path::new("/tmp/pid")));
+        assert_eq!(opts.port, -1);
+        assert!(
+            opts.warnings[0].contains("JetStream is not supported"),
+            "{opts:?}"
+        );
+        assert_eq!(
+            cli(&["--pid", "p"]).pid_file.as_deref(),
+            Some(Path::new("p"))
+        );
+        assert_eq!(cli(&["-sl", "ldm=12"]).signal.as_deref(), Some("ldm=12"));
+        assert_eq!(cli(&["--signal", "stop"]).signal.as_deref(), Some("stop"));
+        assert_eq!(cli(&["--store_dir", "d"]).unsupported_flag(), None);
+    }
+
+    #[test]
+    fn flags_of_missing_features_are_named() {
+        for (args, flag) in [
+            (&["-js"][..], "-js/--jetstream"),
+            (&["--jetstream=true"], "-js/--jetstream"),
+            (&["--cluster", "nats://h:6222"], "--cluster"),
+            (&["--routes", "nats://h:6222"], "--routes"),
+        ] {
+            let refusal = cli(args).unsupported_flag().unwrap_or_default();
+            assert!(refusal.starts_with(flag), "{args:?}: {refusal}");
+            assert!(
+                refusal.ends_with("is not supported by ringnats"),
+                "{refusal}"
+            );
+        }
+    }
+
+    #[test]
     fn port_zero_means_default_like_nats_server() {
         assert_eq!(options_from_cli(&cli(&["-p", "0"])).unwrap().port, 4222);
     }
@@ -637,8 +789,10 @@ mod tests {
         );
         let err = Cli::try_parse_from(["ringnats", "--help"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::DisplayHelp);
-        // -V is trace, not version.
+        // -V is trace, -v the version (nats-server's short flags).
         assert_eq!(cli(&["-V"]).trace, 1);
+        let err = Cli::try_parse_from(["ringnats", "-v"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DisplayVersion);
     }
 
     #[test]

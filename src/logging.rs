@@ -67,17 +67,18 @@ pub fn init(
     let registry = tracing_subscriber::registry();
     match logfile {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
+            let file = open_log_file(path)?;
             // tracing's writer for a shared file needs a lock; logging is cold.
             #[allow(clippy::disallowed_types)]
-            let writer = std::sync::Mutex::new(file);
+            let log_file = LogFile {
+                path: path.to_path_buf(),
+                file: std::sync::Mutex::new(file),
+            };
+            let _ = LOG_FILE.set(log_file);
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .event_format(format)
-                .with_writer(writer)
+                .with_writer(|| LogFileWriter)
                 .with_filter(filter);
             let _ = registry.with(layer).try_init();
         }
@@ -91,6 +92,52 @@ pub fn init(
         }
     }
     Ok(())
+}
+
+/// The log file of `-l`/`logfile`, kept so SIGUSR1 can reopen it (nats-server
+/// `ReOpenLogFile`): logrotate moves the file, then the next lines go to a new one.
+static LOG_FILE: std::sync::OnceLock<LogFile> = std::sync::OnceLock::new();
+
+struct LogFile {
+    path: std::path::PathBuf,
+    // Written by whichever thread logs; logging is cold.
+    #[allow(clippy::disallowed_types)]
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Writes each formatted line to the current `LOG_FILE`.
+struct LogFileWriter;
+
+impl Write for LogFileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match LOG_FILE.get() {
+            Some(log) => log
+                .file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reopens the log file at its path (SIGUSR1). `None` when logging goes to standard error.
+pub fn reopen_log_file() -> Option<std::io::Result<()>> {
+    let log = LOG_FILE.get()?;
+    Some(open_log_file(&log.path).map(|file| {
+        *log.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
+    }))
 }
 
 struct NatsFormat {

@@ -18,6 +18,26 @@ fn main() -> ExitCode {
     if let Some(command) = cli.effective_command() {
         return run_tool(&command);
     }
+    if let Some(refusal) = cli.unsupported_flag() {
+        logging::early_error(&refusal);
+        return ExitCode::FAILURE;
+    }
+    if let Some(command) = &cli.signal {
+        return match ringnats::signals::send_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                logging::early_error(&err);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if cli.test_config && cli.config.is_none() {
+        // nats-server's words.
+        logging::early_error(
+            "must specify [-c, --config] option to check configuration file syntax",
+        );
+        return ExitCode::FAILURE;
+    }
     let opts = match cli::options_from_cli(&cli) {
         Ok(opts) => opts,
         Err(err) => {
@@ -33,6 +53,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.test_config {
+        // The warnings start-up would log, in the same shape, on standard error.
+        if logging::init(false, false, opts.logtime, None).is_ok() {
+            for warning in opts.warnings.iter().chain(&security.auth.warnings()) {
+                tracing::warn!("{warning}");
+            }
+        }
         let file = opts
             .config_file
             .as_ref()
@@ -121,6 +147,14 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
         "Listening for client connections on {}",
         server.listen_addr()
     );
+    if let Some(path) = &opts.pid_file {
+        // nats-server `logPid`: the bare number, once listening.
+        if let Err(err) = std::fs::write(path, std::process::id().to_string()) {
+            tracing::error!(target: logging::FATAL_TARGET, "Could not write pidfile: {err}");
+            server.shutdown();
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!("Server is ready");
     let mut current = opts;
     loop {
@@ -129,12 +163,27 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
                 tracing::info!("Trapped \"hangup\" signal");
                 current = reload(cli, &server, current);
             }
+            // nats-server: SIGTERM does not cut a lame-duck shutdown short.
+            Control::Stop("terminated") if server.is_lame_duck() => {
+                tracing::info!("Trapped \"terminated\" signal");
+            }
             Control::Stop(name) => {
                 tracing::info!("Trapped \"{name}\" signal");
                 break;
             }
-            Control::ShardFailed => {
-                if server.has_failed() {
+            Control::ReopenLog => {
+                tracing::info!("Trapped \"user defined signal 1\" signal");
+                reopen_log();
+            }
+            Control::LameDuck => {
+                tracing::info!("Trapped \"user defined signal 2\" signal");
+                if !server.is_lame_duck() {
+                    tracing::info!("Entering lame duck mode, stop accepting new clients");
+                    server.enter_lame_duck();
+                }
+            }
+            Control::Check => {
+                if server.has_failed() || server.is_lame_duck_finished() {
                     break;
                 }
             }
@@ -162,6 +211,15 @@ fn start_monitoring(
     // The thread runs until the process exits.
     drop(ringnats::monitor::http::spawn(listener, slot.clone())?);
     Ok(Some(addr))
+}
+
+/// SIGUSR1: reopens the log file, for logrotate (nats-server `ReOpenLogFile`).
+fn reopen_log() {
+    match logging::reopen_log_file() {
+        None => tracing::info!("File log re-open ignored, not a file logger"),
+        Some(Ok(())) => tracing::info!("File log re-opened"),
+        Some(Err(err)) => tracing::error!("File log re-open failed: {err}"),
+    }
 }
 
 /// Re-reads the configuration and applies what can change while running.

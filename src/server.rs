@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,23 @@ pub struct Shared {
     pub replies: crate::account::ReplyMapper,
     /// Monitoring: the channels to the shards and when the server started (`monitor/`).
     pub monitor: crate::monitor::Monitoring,
+    /// `LameDuckPhase` as a number: written by the lame-duck thread, read by shards every tick.
+    lame_duck: AtomicU8,
+    /// Shards that closed their last client in lame-duck mode (each adds one, once).
+    lame_duck_shards_done: AtomicUsize,
+    /// Lame-duck mode has no client left: the control thread stops the server.
+    lame_duck_finished: AtomicBool,
+}
+
+/// Where lame-duck mode (SIGUSR2) is.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum LameDuckPhase {
+    Off = 0,
+    /// Shards stop accepting and send their clients the INFO with `"ldm":true`.
+    Announced = 1,
+    /// The grace period is over: shards close their clients, spread over the rest of
+    /// `lame_duck_duration`.
+    Closing = 2,
 }
 
 impl Shared {
@@ -152,6 +169,39 @@ impl Shared {
         self.shutdown.load(Ordering::Relaxed)
     }
 
+    pub fn lame_duck_phase(&self) -> LameDuckPhase {
+        match self.lame_duck.load(Ordering::Acquire) {
+            0 => LameDuckPhase::Off,
+            1 => LameDuckPhase::Announced,
+            _ => LameDuckPhase::Closing,
+        }
+    }
+
+    /// A shard closed its last client in lame-duck mode; the last one wakes the control thread.
+    pub fn lame_duck_shard_done(&self) {
+        let done = self.lame_duck_shards_done.fetch_add(1, Ordering::AcqRel) + 1;
+        if done == self.shard_count {
+            self.finish_lame_duck();
+        }
+    }
+
+    fn finish_lame_duck(&self) {
+        self.lame_duck_finished.store(true, Ordering::Release);
+        crate::signals::notify_control();
+    }
+
+    /// The INFO a client gets when lame-duck mode starts (nats-server `sendLDMToClients`).
+    pub fn lame_duck_info_json(
+        &self,
+        snapshot: &Snapshot,
+        client_id: u64,
+        peer: &SocketAddr,
+    ) -> Vec<u8> {
+        let mut info = self.server_info(snapshot, client_id, peer, None);
+        info.ldm = true;
+        info.to_json()
+    }
+
     /// The INFO JSON for a new connection.
     pub fn info_json(
         &self,
@@ -160,9 +210,19 @@ impl Shared {
         peer: &SocketAddr,
         nonce: Option<&str>,
     ) -> Vec<u8> {
+        self.server_info(snapshot, client_id, peer, nonce).to_json()
+    }
+
+    fn server_info(
+        &self,
+        snapshot: &Snapshot,
+        client_id: u64,
+        peer: &SocketAddr,
+        nonce: Option<&str>,
+    ) -> ServerInfo {
         let opts = &snapshot.opts;
         let max_payload = opts.max_payload;
-        let info = ServerInfo {
+        ServerInfo {
             server_id: self.server_id.clone(),
             server_name: opts
                 .server_name
@@ -182,8 +242,7 @@ impl Shared {
             tls_verify: snapshot.tls.as_ref().is_some_and(|t| t.verify),
             nonce: nonce.map(str::to_string).unwrap_or_default(),
             ..ServerInfo::default()
-        };
-        info.to_json()
+        }
     }
 }
 
@@ -193,7 +252,7 @@ pub enum StartError {
     /// Worded as nats-server's fatal `Error listening on port: <host:port>, "<Go error>"`.
     #[error(
         "Error listening on port: {addr}, \"listen tcp {addr}: bind: {}\"",
-        go_error_text(source)
+        crate::signals::go_errno_text(source)
     )]
     Listen {
         addr: String,
@@ -211,21 +270,6 @@ impl StartError {
     /// Whether nats-server would log this at `[FTL]` (it cannot listen).
     pub fn is_fatal(&self) -> bool {
         matches!(self, StartError::Listen { .. })
-    }
-}
-
-/// An OS error as Go prints it: `address already in use`, not `Address already in use (os
-/// error 98)`.
-fn go_error_text(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(at) => &text[..at],
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
@@ -269,6 +313,9 @@ impl Server {
             connections: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             listen_addr,
+            lame_duck: AtomicU8::new(LameDuckPhase::Off as u8),
+            lame_duck_shards_done: AtomicUsize::new(0),
+            lame_duck_finished: AtomicBool::new(false),
         });
         let wakers: Vec<Arc<Waker>> = (0..shard_count)
             .map(|_| Waker::new())
@@ -370,9 +417,68 @@ impl Server {
         !self.failed.load(Ordering::SeqCst)
     }
 
+    /// Starts lame-duck mode (SIGUSR2), unless it already runs: shards stop accepting and
+    /// announce it; after `lame_duck_grace_period` they close their clients. Returns at once;
+    /// `is_lame_duck_finished` turns true (and the control thread is woken) when no client is
+    /// left.
+    pub fn enter_lame_duck(&self) -> bool {
+        let was = self.shared.lame_duck.compare_exchange(
+            LameDuckPhase::Off as u8,
+            LameDuckPhase::Announced as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if was.is_err() {
+            return false;
+        }
+        for w in &self.wakers {
+            w.wake_always();
+        }
+        let shared = self.shared.clone();
+        let wakers = self.wakers.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lame-duck".into())
+            .spawn(move || run_lame_duck(&shared, &wakers));
+        if let Err(err) = spawned {
+            tracing::error!("cannot start the lame-duck thread: {err}; stopping now");
+            self.shared.finish_lame_duck();
+        }
+        true
+    }
+
+    pub fn is_lame_duck(&self) -> bool {
+        self.shared.lame_duck_phase() != LameDuckPhase::Off
+    }
+
+    pub fn is_lame_duck_finished(&self) -> bool {
+        self.shared.lame_duck_finished.load(Ordering::Acquire)
+    }
+
     /// Whether a shard stopped on its own (an error or a panic).
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// The lame-duck timeline off the shards: the grace period, then the closing phase. A server
+/// with no client stops at once (nats-server `lameDuckMode`).
+fn run_lame_duck(shared: &Shared, wakers: &[Arc<Waker>]) {
+    if shared.connections.load(Ordering::Relaxed) == 0 {
+        shared.finish_lame_duck();
+        return;
+    }
+    // Clients reconnecting elsewhere get this long before the first close, so servers put
+    // into lame-duck mode together do not hand clients to each other.
+    std::thread::sleep(shared.options().lame_duck_grace_period);
+    if shared.is_shutting_down() {
+        return;
+    }
+    tracing::info!("Closing existing clients");
+    shared
+        .lame_duck
+        .store(LameDuckPhase::Closing as u8, Ordering::Release);
+    for w in wakers {
+        w.wake_always();
     }
 }
 
@@ -417,7 +523,7 @@ fn run_shard(
         for w in &all_wakers {
             w.wake_always();
         }
-        crate::signals::notify_failure();
+        crate::signals::notify_control();
     }
 }
 

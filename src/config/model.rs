@@ -35,6 +35,13 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 pub const DEFAULT_PING_MAX: u32 = 2;
 /// nats-server `DEFAULT_FLUSH_DEADLINE`.
 pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// nats-server `DEFAULT_LAME_DUCK_DURATION`: lame-duck mode spreads client closes over this.
+pub const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(120);
+/// nats-server `DEFAULT_LAME_DUCK_GRACE_PERIOD`: lame-duck mode waits this long before the
+/// first close.
+pub const DEFAULT_LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// nats-server refuses a shorter `lame_duck_duration`.
+const LAME_DUCK_DURATION_MIN: Duration = Duration::from_secs(30);
 /// Above this nats-server warns about `max_payload` (`MAX_PAYLOAD_MAX_SIZE`).
 pub const MAX_PAYLOAD_WARN_BYTES: usize = 8 * 1024 * 1024;
 /// nats-server stores `max_payload` and `max_control_line` as int32.
@@ -67,15 +74,11 @@ pub const IGNORED_KEYS: &[&str] = &[
     "jetstream",
     "syslog",
     "remote_syslog",
-    "pidfile",
-    "pid_file",
     "ports_file_dir",
     "prof_port",
     "max_traced_msg_len",
     "max_sub_tokens",
     "max_subscription_tokens",
-    "lame_duck_duration",
-    "lame_duck_grace_period",
     "no_system_account",
     "no_system",
     "no_sys_acc",
@@ -125,6 +128,12 @@ pub struct ServerOptions {
     pub logtime: bool,
     /// `logfile` / `log_file` / `-l`.
     pub logfile: Option<PathBuf>,
+    /// `pid_file` / `pidfile` / `-P`: where to write the process id once listening.
+    pub pid_file: Option<PathBuf>,
+    /// `lame_duck_duration`: SIGUSR2 closes clients spread over this (minus the grace period).
+    pub lame_duck_duration: Duration,
+    /// `lame_duck_grace_period`: SIGUSR2 waits this long before closing the first client.
+    pub lame_duck_grace_period: Duration,
     /// `--shards` (command line only); `None` = one per core.
     pub shards: Option<usize>,
     /// Monitoring: `http` / `https` host part, else `host` (nats-server `HTTPHost`).
@@ -168,6 +177,9 @@ impl Default for ServerOptions {
             trace_verbose: false,
             logtime: true,
             logfile: None,
+            pid_file: None,
+            lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
+            lame_duck_grace_period: DEFAULT_LAME_DUCK_GRACE_PERIOD,
             shards: None,
             http_host: None,
             http_port: 0,
@@ -325,6 +337,15 @@ fn apply_entry(
         "http_base_path" => opts.http_base_path = value.expect_str(name)?.to_string(),
         "logtime" => opts.logtime = value.expect_bool(name)?,
         "logfile" | "log_file" => opts.logfile = Some(PathBuf::from(value.expect_str(name)?)),
+        "pidfile" | "pid_file" => opts.pid_file = Some(PathBuf::from(value.expect_str(name)?)),
+        "lame_duck_duration" => opts.lame_duck_duration = lame_duck_duration(entry)?,
+        "lame_duck_grace_period" => {
+            opts.lame_duck_grace_period = entry.value.expect_duration(name)?;
+        }
+        "system_account" | "system" => {
+            opts.auth_sections.push((key.clone(), value.clone()));
+            opts.warnings.push(SYSTEM_ACCOUNT_WARNING.to_string());
+        }
         k if is_security_key(k) => opts.auth_sections.push((key.clone(), value.clone())),
         k if IGNORED_KEYS.contains(&k) => opts.warnings.push(format!(
             "{}: \"{name}\" is not supported by ringnats and is ignored",
@@ -410,6 +431,23 @@ fn server_name(entry: &Entry) -> Result<String, ConfigError> {
     Ok(name.to_string())
 }
 
+/// What a configured system account gives here and what it does not (nats-server would also
+/// answer `$SYS.REQ.*` requests and publish `$SYS` events in it).
+const SYSTEM_ACCOUNT_WARNING: &str = "system_account: the account exists and its users can \
+    connect, and HTTP monitoring (-m/http_port) works, but ringnats has no $SYS events or \
+    requests: no $SYS.REQ.* responders, no connect/disconnect or account events";
+
+/// `lame_duck_duration`: a duration of at least 30 s (nats-server `processConfigFileLine`).
+fn lame_duck_duration(entry: &Entry) -> Result<Duration, ConfigError> {
+    let duration = entry.value.expect_duration(&entry.key)?;
+    if duration < LAME_DUCK_DURATION_MIN {
+        return Err(entry.error(format!(
+            "invalid lame_duck_duration of {duration:?}, minimum is 30 seconds"
+        )));
+    }
+    Ok(duration)
+}
+
 /// `max_payload` / `max_control_line`: a non-negative size that fits nats-server's int32.
 fn int32_size(entry: &Entry) -> Result<usize, ConfigError> {
     let size = entry.value.expect_usize(&entry.key)?;
@@ -441,6 +479,17 @@ fn duration_or_seconds(opts: &mut ServerOptions, entry: &Entry) -> Result<Durati
 }
 
 fn check_limits(opts: &mut ServerOptions, limits: &LimitPositions) -> Result<(), ConfigError> {
+    // nats-server `validateOptions`.
+    if opts.lame_duck_grace_period >= opts.lame_duck_duration {
+        return Err(ConfigError::Flag {
+            flag: "lame_duck_grace_period",
+            msg: format!(
+                "lame duck grace period ({:?}) should be strictly lower than lame duck \
+                 duration ({:?})",
+                opts.lame_duck_grace_period, opts.lame_duck_duration
+            ),
+        });
+    }
     if opts.max_payload > opts.max_pending {
         let pos = limits
             .max_payload

@@ -797,3 +797,41 @@ proptest::proptest! {
         fuzz_load(text.as_bytes());
     }
 }
+
+#[test]
+fn pid_file_and_lame_duck_keys_are_applied() {
+    let opts = load("pid_file: \"/run/x.pid\"");
+    assert_eq!(opts.pid_file.as_deref(), Some(Path::new("/run/x.pid")));
+    assert_eq!(load("pidfile: y").pid_file.as_deref(), Some(Path::new("y")));
+    let opts = load("port: 1");
+    assert_eq!(opts.lame_duck_duration, Duration::from_secs(120));
+    assert_eq!(opts.lame_duck_grace_period, Duration::from_secs(10));
+    let opts = load("lame_duck_duration: \"45s\"\nlame_duck_grace_period: \"1s\"");
+    assert_eq!(opts.lame_duck_duration, Duration::from_secs(45));
+    assert_eq!(opts.lame_duck_grace_period, Duration::from_secs(1));
+    assert!(opts.warnings.is_empty(), "{:?}", opts.warnings);
+}
+
+#[test]
+fn lame_duck_limits_are_nats_servers() {
+    let err = load_err("lame_duck_duration: \"20s\"");
+    assert!(
+        err.contains("invalid lame_duck_duration of 20s, minimum is 30 seconds"),
+        "{err}"
+    );
+    let err = load_err("lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"30s\"");
+    assert!(
+        err.contains(
+            "lame duck grace period (30s) should be strictly lower than lame duck duration (30s)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn system_account_says_what_it_does_not_bring() {
+    let opts = load("accounts { SYS { users [{user: s, password: s}] } }\nsystem_account: SYS");
+    assert_eq!(opts.warnings.len(), 1, "{:?}", opts.warnings);
+    assert!(opts.warnings[0].contains("no $SYS events or requests"));
+    assert!(opts.auth_section("system_account").is_some());
+}

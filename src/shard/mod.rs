@@ -11,6 +11,7 @@
 
 mod admission;
 pub mod forward;
+mod lame_duck;
 pub mod mesh;
 mod monitor;
 pub mod pin;
@@ -169,6 +170,8 @@ pub struct Shard {
     next_tick: Instant,
     next_stall_log: Instant,
     shutting_down: Option<Instant>,
+    /// Lame-duck mode (SIGUSR2), once this shard has seen it start.
+    lame_duck: Option<lame_duck::LameDuck>,
     /// Peers that announced `Quiesced` during a graceful stop.
     quiesced_peers: usize,
     accepting: bool,
@@ -253,6 +256,7 @@ impl Shard {
             next_tick: now + TICK,
             next_stall_log: now,
             shutting_down: None,
+            lame_duck: None,
             quiesced_peers: 0,
             accepting: true,
             monitor: monitor::ShardMonitor::new(None, peers),
@@ -287,6 +291,7 @@ impl Shard {
             if self.now >= self.next_tick {
                 self.next_tick = self.now + TICK;
                 self.on_tick();
+                self.check_lame_duck();
             }
             self.flush_dirty();
             let backlog = self.flush_mesh();
@@ -377,7 +382,8 @@ impl Shard {
         }
         if c.result < 0 {
             let err = std::io::Error::from_raw_os_error(-c.result);
-            if c.result != -libc::ECANCELED {
+            // A listener shut down for lame-duck mode ends its accept with an error too.
+            if c.result != -libc::ECANCELED && self.accepting {
                 tracing::warn!(shard = self.id.0, %err, "accept failed");
             }
             return;
