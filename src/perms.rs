@@ -10,9 +10,13 @@
 //!
 //! Invariants (nats-server 2.9.10 `canSubscribe`, `pubAllowedFullCheck`, `checkDenySub`): deny
 //! wins; an absent allow list allows everything; entries are NATS wildcard patterns matched
-//! against the checked subject token by token, the checked subject taken literally (so
-//! `SUB foo.*` is allowed by `foo.*` or `foo.>`, not by `foo.bar`); a cache never answers
-//! differently from the uncached check (a proptest pins this).
+//! against the checked subject token by token. A SUB is allowed only when one allow entry
+//! covers every subject it can match (a subset test: `foo.*` allows `SUB foo.*` and
+//! `SUB foo.bar`, not `SUB foo.>`; nats-server 2.9.10 matches the SUB subject as a literal and
+//! so lets `SUB >` through `["*"]`). A deny entry refuses a SUB it matches literally; a
+//! wildcard SUB that merely overlaps one (`SUB in.>` against `*.secret`) is accepted with the
+//! delivery filter on. A cache never answers differently from the uncached check (a proptest
+//! pins this).
 
 use std::time::{Duration, Instant};
 
@@ -154,19 +158,22 @@ impl Permissions {
         !self.deliver_deny.is_empty()
     }
 
-    /// Whether an accepted (wildcard) SUB on `filter` covers a denied subject, so messages
-    /// delivered through it must pass [`PermCache::can_deliver`] (nats-server `mperms`).
+    /// Whether an accepted (wildcard) SUB on `filter` can match a denied subject, so messages
+    /// delivered through it must pass [`PermCache::can_deliver`] (nats-server `mperms`, which
+    /// turns on only when the deny entry lies inside the SUB; any overlap counts here).
     pub fn sub_needs_delivery_filter(&self, filter: &[u8]) -> bool {
-        self.deliver_deny.iter().any(|d| is_subset_match(d, filter))
+        self.deliver_deny
+            .iter()
+            .any(|d| subjects_overlap(d, filter))
     }
 
     /// Uncached publish check (no `allow_responses` replies; see [`ResponseTracker`]).
     pub fn check_publish(&self, subject: &[u8]) -> bool {
         let allowed = match &self.publish.allow {
-            Some(allow) => match_rules(allow, subject, None).plain,
+            Some(allow) => match_rules(allow, subject, None, Covers::Literal).plain,
             None => true,
         };
-        allowed && !match_rules(&self.publish.deny, subject, None).plain
+        allowed && !match_rules(&self.publish.deny, subject, None, Covers::Literal).plain
     }
 
     /// Uncached subscribe check, nats-server `canSubscribe` to the letter, including its
@@ -177,14 +184,14 @@ impl Permissions {
         }
         let mut allowed = true;
         if let Some(allow) = &self.subscribe.allow {
-            let m = match_rules(allow, subject, queue);
+            let m = match_rules(allow, subject, queue, Covers::Subset);
             allowed = m.plain;
             if queue.is_some() && m.queued {
                 allowed = m.queue_hit;
             }
         }
         if allowed {
-            let m = match_rules(&self.subscribe.deny, subject, queue);
+            let m = match_rules(&self.subscribe.deny, subject, queue, Covers::Literal);
             allowed = !m.plain;
             if queue.is_some() && m.queued {
                 // nats-server lets the queue decide here too, even over a plain deny match.
@@ -398,10 +405,24 @@ fn cached(map: &mut AHashMap<Box<[u8]>, bool>, key: &[u8], check: impl FnOnce() 
     answer
 }
 
-fn match_rules(rules: &[Rule], subject: &[u8], queue: Option<&[u8]>) -> RuleMatch {
+/// How an entry must relate to the checked subject to apply to it.
+#[derive(Clone, Copy)]
+enum Covers {
+    /// The entry matches the subject taken literally (publish; subscribe deny).
+    Literal,
+    /// Every subject the (wildcard) subject can match is matched by the entry (subscribe
+    /// allow). For a literal subject the two are the same.
+    Subset,
+}
+
+fn match_rules(rules: &[Rule], subject: &[u8], queue: Option<&[u8]>, covers: Covers) -> RuleMatch {
     let mut m = RuleMatch::default();
     for rule in rules {
-        if !filter_matches(&rule.subject, subject) {
+        let applies = match covers {
+            Covers::Literal => filter_matches(&rule.subject, subject),
+            Covers::Subset => is_subset_match(subject, &rule.subject),
+        };
+        if !applies {
             continue;
         }
         match (&rule.queue, queue) {
@@ -453,6 +474,21 @@ pub fn is_subset_match(subject: &[u8], test: &[u8]) -> bool {
         }
     }
     tokens.next().is_none()
+}
+
+/// Whether some subject matches both filters `a` and `b` (`*` and `>` on either side).
+pub fn subjects_overlap(a: &[u8], b: &[u8]) -> bool {
+    let mut a_tokens = a.split(|&t| t == b'.');
+    let mut b_tokens = b.split(|&t| t == b'.');
+    loop {
+        match (a_tokens.next(), b_tokens.next()) {
+            (None, None) => return true,
+            // `>` needs one token or more, and the other side has one here.
+            (Some(b">"), Some(_)) | (Some(_), Some(b">")) => return true,
+            (Some(ta), Some(tb)) if ta == b"*" || tb == b"*" || ta == tb => {}
+            _ => return false,
+        }
+    }
 }
 
 fn publish_rules(entries: &[String]) -> Result<Vec<Rule>, InvalidPermission> {

@@ -244,10 +244,12 @@ impl AuthConfig {
     }
 
     /// The identity of a client that never needs to authenticate (auth not required): the
-    /// `no_auth_user`'s, or anonymous in `$G`. `None` when auth is required.
-    pub fn default_identity(&self) -> Option<ClientIdentity> {
+    /// `no_auth_user`'s, or anonymous in `$G`. `None` when auth is required, or when the
+    /// `no_auth_user` fails the checks a login as that user gets at `now` (connection types,
+    /// `connection_deadline`): such a client must then log in with a CONNECT.
+    pub fn default_identity(&self, now: SystemTime) -> Option<ClientIdentity> {
         if let Some(user) = &self.no_auth_user {
-            return Some(user.identity());
+            return user.check_admission(now).ok().map(|()| user.identity());
         }
         (!self.has_auth()).then(anonymous)
     }

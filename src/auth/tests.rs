@@ -74,7 +74,7 @@ fn no_auth_configured_accepts_anyone() {
     let id = check(&cfg, &connect(Some("x"), Some("y"))).unwrap();
     assert_eq!(id.account, GLOBAL_ACCOUNT_ID);
     assert!(id.permissions.is_none());
-    assert_eq!(cfg.default_identity().unwrap().account, 0);
+    assert_eq!(cfg.default_identity(SystemTime::now()).unwrap().account, 0);
     assert_eq!(cfg.accounts()[0].name, "$G");
     assert_eq!(cfg.account_id("$SYS"), Some(cfg.system_account()));
     assert_eq!(cfg.accounts().len(), 2);
@@ -254,7 +254,7 @@ fn token_plain() {
     let cfg = load("authorization { token: s3cr3t }");
     assert!(cfg.auth_required());
     assert!(cfg.connect_required());
-    assert!(cfg.default_identity().is_none());
+    assert!(cfg.default_identity(SystemTime::now()).is_none());
     assert!(check(&cfg, &token_connect("s3cr3t")).is_ok());
     assert_eq!(
         check(&cfg, &token_connect("nope")),
@@ -459,6 +459,23 @@ fn nkey_users() {
 
 // ---- no_auth_user ----
 
+/// Issue 8 §4: the default identity passes the checks a login as that user gets.
+#[test]
+fn no_auth_user_default_identity_passes_admission_checks() {
+    let cfg = load(
+        "no_auth_user: guest\nauthorization { users: [{user: guest, password: g, \
+         allowed_connection_types: [\"WEBSOCKET\"]}] }",
+    );
+    assert!(cfg.default_identity(SystemTime::now()).is_none());
+    let cfg = load(
+        "no_auth_user: guest\nauthorization { users: [{user: guest, password: g, \
+         connection_deadline: \"2020-01-01T00:00:00Z\"}] }",
+    );
+    assert!(cfg.default_identity(SystemTime::now()).is_none());
+    let before = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    assert_eq!(cfg.default_identity(before).unwrap().user, "guest");
+}
+
 #[test]
 fn no_auth_user_fills_missing_credentials() {
     let cfg = load(
@@ -469,7 +486,7 @@ fn no_auth_user_fills_missing_credentials() {
     let a = cfg.account_id("A").unwrap();
     let id = check(&cfg, &ConnectOptions::default()).unwrap();
     assert_eq!((id.user.as_str(), id.account), ("guest", a));
-    assert_eq!(cfg.default_identity().unwrap().user, "guest");
+    assert_eq!(cfg.default_identity(SystemTime::now()).unwrap().user, "guest");
     // Credentials given: normal check, no fallback.
     assert!(check(&cfg, &connect(Some("x"), Some("y"))).is_ok());
     assert_eq!(

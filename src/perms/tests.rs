@@ -280,6 +280,59 @@ fn subset_match() {
     assert!(!is_subset_match(b"foo.bar.baz", b"foo.*"));
 }
 
+/// Issue 8 §4: an allow entry admits a SUB only when it covers every subject the SUB can match.
+#[test]
+fn sub_allow_is_a_subset_test() {
+    let p = perms("{ subscribe: [\"in.*\"] }");
+    assert!(!p.check_subscribe(b"in.>", None), "in.> reaches in.a.b");
+    assert!(p.check_subscribe(b"in.*", None));
+    assert!(p.check_subscribe(b"in.a", None));
+    let p = perms("{ subscribe: [\"*\"] }");
+    assert!(!p.check_subscribe(b">", None), "> reaches a.b");
+    assert!(!p.check_subscribe(b"*.*", None));
+    assert!(p.check_subscribe(b"*", None));
+    let p = perms("{ subscribe: [\"q.* grp\"] }");
+    assert!(!p.check_subscribe(b"q.>", Some(b"grp")));
+    assert!(p.check_subscribe(b"q.*", Some(b"grp")));
+    // The cached answer is the same, the second time too.
+    let mut cache = PermCache::new();
+    for _ in 0..2 {
+        assert!(!cache.can_subscribe(&p, b"q.>", Some(b"grp")));
+        assert!(cache.can_subscribe(&p, b"q.*", Some(b"grp")));
+    }
+}
+
+/// Issue 8 §4: a wildcard SUB that overlaps a deny entry without containing it is filtered.
+#[test]
+fn deny_overlap_turns_the_delivery_filter_on() {
+    let p = perms("{ subscribe: {deny: [\"*.secret\", \"a.*.c\"]} }");
+    assert!(p.check_subscribe(b"in.>", None));
+    assert!(p.sub_needs_delivery_filter(b"in.>"));
+    assert!(p.check_subscribe(b"a.b.*", None));
+    assert!(p.sub_needs_delivery_filter(b"a.b.*"));
+    assert!(!p.sub_needs_delivery_filter(b"a.b.d"));
+    assert!(
+        !p.sub_needs_delivery_filter(b"x.y.z.>"),
+        "x.y.z.* is never *.secret"
+    );
+    assert!(!p.check_deliver(b"in.secret"));
+    assert!(!p.check_deliver(b"a.b.c"));
+    assert!(p.check_deliver(b"a.b.d"));
+}
+
+#[test]
+fn overlap() {
+    assert!(subjects_overlap(b"*.secret", b"in.>"));
+    assert!(subjects_overlap(b"a.*.c", b"a.b.*"));
+    assert!(subjects_overlap(b"a.>", b"a.b"));
+    assert!(subjects_overlap(b">", b"a"));
+    assert!(subjects_overlap(b"a.b", b"a.b"));
+    assert!(!subjects_overlap(b"a", b"a.>"));
+    assert!(!subjects_overlap(b"a.*", b"a"));
+    assert!(!subjects_overlap(b"a.b", b"a.c"));
+    assert!(!subjects_overlap(b"*.secret", b"in.*.x"));
+}
+
 fn token() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("a".to_string()),
@@ -347,6 +400,47 @@ proptest! {
                     _ => prop_assert_eq!(cache.can_deliver(&p, s), p.check_deliver(s)),
                 }
             }
+        }
+    }
+
+    /// What a SUB the checks accept can receive is what the user may receive: every literal
+    /// subject it matches is allowed to subscribe to, or is filtered out of its deliveries.
+    #[test]
+    fn accepted_sub_receives_only_allowed_subjects(
+        spec in spec(),
+        filter in subject(),
+        literal in prop::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..5),
+    ) {
+        let Ok(p) = Permissions::compile(&spec) else {
+            return Ok(());
+        };
+        let literal = literal.join(".");
+        let (filter, literal) = (filter.as_bytes(), literal.as_bytes());
+        let accepted = crate::subject::is_valid_filter(filter) && p.check_subscribe(filter, None);
+        if accepted && filter_matches(filter, literal) {
+            let filtered = p.sub_needs_delivery_filter(filter) && !p.check_deliver(literal);
+            prop_assert!(
+                p.check_subscribe(literal, None) || filtered,
+                "SUB {} receives {}",
+                String::from_utf8_lossy(filter),
+                String::from_utf8_lossy(literal)
+            );
+        }
+    }
+
+    #[test]
+    fn overlap_agrees_with_a_witness(
+        a in subject(),
+        b in subject(),
+        literal in prop::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..6),
+    ) {
+        let literal = literal.join(".");
+        let valid = crate::subject::is_valid_filter(a.as_bytes())
+            && crate::subject::is_valid_filter(b.as_bytes());
+        let both = filter_matches(a.as_bytes(), literal.as_bytes())
+            && filter_matches(b.as_bytes(), literal.as_bytes());
+        if valid && both {
+            prop_assert!(subjects_overlap(a.as_bytes(), b.as_bytes()));
         }
     }
 

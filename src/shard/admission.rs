@@ -52,14 +52,22 @@ impl Shard {
         } else {
             encode::info(conn.out.pending_mut(), &info);
         }
-        if auth.connect_required() {
-            conn.parser.set_connect_required(true);
-            // With TLS the timer starts once the handshake is done (nats-server).
-            if conn.tls.is_none() {
-                conn.auth_deadline = Some(self.now + auth.timeout());
+        let default = if auth.connect_required() {
+            None
+        } else {
+            auth.default_identity(SystemTime::now())
+        };
+        match default {
+            Some(identity) => self.apply_identity(slot, identity),
+            // Auth is required, or the no_auth_user may not connect now: only a CONNECT that
+            // logs in gets further.
+            None => {
+                conn.parser.set_connect_required(true);
+                // With TLS the timer starts once the handshake is done (nats-server).
+                if conn.tls.is_none() {
+                    conn.auth_deadline = Some(self.now + auth.timeout());
+                }
             }
-        } else if let Some(identity) = auth.default_identity() {
-            self.apply_identity(slot, identity);
         }
         let conn = &mut self.conns[slot as usize];
         mark_dirty(&mut self.dirty, conn, slot);

@@ -706,6 +706,12 @@ impl Shard {
     // ---- publish (hot) -------------------------------------------------------------------
 
     fn on_pub(&mut self, slot: u32, msg: Published<'_>) {
+        if crate::subject::has_control_byte(msg.subject) {
+            // Refused whatever `pedantic` says: a client that drops the byte would show a
+            // subject the permissions deny (issue 8 §4).
+            self.send_err(slot, "Invalid Publish Subject");
+            return;
+        }
         let conn = &mut self.conns[slot as usize];
         conn.stats.in_msgs += 1;
         conn.stats.in_bytes += (msg.headers.len() + msg.payload.len()) as u64;

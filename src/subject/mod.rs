@@ -8,7 +8,9 @@
 //! subject is one or more non-empty tokens separated by `.`, with no space, tab, CR or LF
 //! anywhere. In a filter, `*` as a whole token matches exactly one token and `>` as the whole last
 //! token matches one or more tokens. A `*` or `>` inside a longer token (`foo*`) is a literal
-//! character. Other control bytes (form feed, NUL) are accepted, as nats-server accepts them.
+//! character. Unlike nats-server, other control bytes (below 0x20, and 0x7f) are refused too: a
+//! client library that drops them would show `in.secret\x0c` as `in.secret`, a subject that
+//! permissions deny (issue 8 §4); PUB checks them with [`has_control_byte`] on every message.
 //!
 //! Invariant: a `FilterSubject` or `PublishSubject` only exists for bytes that passed the check,
 //! so code that receives one never checks again.
@@ -35,6 +37,14 @@ pub fn is_valid_filter(s: &[u8]) -> bool {
 /// Allocation-free. nats-server only applies this check to pedantic clients.
 pub fn is_valid_literal(s: &[u8]) -> bool {
     is_valid(s, Wildcards::Rejected)
+}
+
+/// Whether `s` holds a control byte (below 0x20, or 0x7f). One pass, allocation-free: run on
+/// every PUB, so a publish subject with one is refused (`Invalid Publish Subject`) whatever the
+/// client's `pedantic` flag says.
+#[inline]
+pub fn has_control_byte(s: &[u8]) -> bool {
+    s.iter().any(|&b| is_control_byte(b))
 }
 
 /// Whether `queue` is a usable queue group name: non-empty with no whitespace. (The parser splits
@@ -209,7 +219,8 @@ fn is_valid(s: &[u8], wildcards: Wildcards) -> bool {
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
         match b {
-            b' ' | b'\t' | b'\r' | b'\n' => return false,
+            b' ' => return false,
+            b if is_control_byte(b) => return false,
             TOKEN_SEPARATOR => {
                 if !is_valid_token(&s[start..i], wildcards, false) {
                     return false;
@@ -220,6 +231,11 @@ fn is_valid(s: &[u8], wildcards: Wildcards) -> bool {
         }
     }
     is_valid_token(&s[start..], wildcards, true)
+}
+
+#[inline]
+fn is_control_byte(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
 }
 
 fn is_valid_token(token: &[u8], wildcards: Wildcards, is_last: bool) -> bool {
@@ -283,8 +299,8 @@ mod tests {
         b"a.*.b",
         b"$SYS.>",
         b"_INBOX.abc.def",
-        b"a\x0cb",
-        b"a\x00b",
+        b"a\xc3\xa9b",
+        b"a~b",
     ];
     const INVALID_FILTERS: &[&[u8]] = &[
         b"",
@@ -298,6 +314,10 @@ mod tests {
         b">.>",
         b"foo bar",
         b"foo\tbar",
+        b"a\x0cb",
+        b"a\x00b",
+        b"a.b\x1f",
+        b"\x7f",
         b"foo\rbar",
         b"foo\nbar",
         b" foo",
@@ -309,6 +329,15 @@ mod tests {
         for s in VALID_FILTERS {
             assert!(is_valid_filter(s), "{:?}", String::from_utf8_lossy(s));
         }
+    }
+
+    #[test]
+    fn control_bytes_are_found() {
+        for b in (0u8..0x20).chain([0x7f]) {
+            assert!(has_control_byte(&[b'a', b, b'b']), "{b:#x}");
+        }
+        assert!(!has_control_byte(b"in.secret"));
+        assert!(!has_control_byte("caf\u{e9}.~".as_bytes()));
     }
 
     #[test]
