@@ -10,6 +10,7 @@
 
 use ahash::AHashMap;
 
+use crate::account::{ResponseSettings, ResponseType};
 use crate::config::{ConfigError, Map, Pos, Value};
 use crate::perms::is_subset_match;
 use crate::subject::{filter_matches, is_valid_filter};
@@ -44,6 +45,8 @@ pub struct Export {
     pub subject: String,
     /// Account ids allowed to import; `None` = public.
     pub accounts: Option<Vec<u32>>,
+    /// Services: `response_type` and `response_threshold` (ignored for streams).
+    pub response: ResponseSettings,
 }
 
 /// `{stream: {account, subject}, prefix?, to?}` or `{service: {account, subject}, to?}`.
@@ -84,21 +87,32 @@ fn parse_export(item: &Value, ids: &AHashMap<String, u32>) -> Result<Export, Con
     let map = item.expect_map("exports")?;
     let mut kind_subject = None;
     let mut account_names = None;
+    let mut response = ResponseSettings::default();
     for entry in map {
         match entry.key_lower().as_str() {
             "stream" => kind_subject = Some((ExportKind::Stream, entry)),
             "service" => kind_subject = Some((ExportKind::Service, entry)),
             "accounts" => account_names = Some(&entry.value),
-            // Service latency and response settings: accepted, not implemented.
-            "response"
-            | "response_type"
-            | "response_threshold"
-            | "threshold"
-            | "latency"
-            | "account_token_position"
-            | "description"
-            | "info_url"
-            | "name" => {}
+            // nats-server `parseExportStreamOrService`.
+            "response" | "response_type" => {
+                let text = entry.value.expect_str(&entry.key)?;
+                response.kind = ResponseType::from_config(text)
+                    .ok_or_else(|| entry.error(format!("Unknown response type: \"{text}\"")))?;
+            }
+            "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
+                let text = entry.value.expect_str(&entry.key)?;
+                response.threshold = crate::config::parse_go_duration(text)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        entry.error(format!(
+                            "Expected response threshold to be a parseable time duration, \
+                             got \"{text}\""
+                        ))
+                    })?;
+            }
+            // Service latency: accepted, not implemented.
+            "latency" | "account_token_position" | "description" | "info_url" | "name" => {}
             _ => return Err(unknown_field(entry.pos.clone(), &entry.key)),
         }
     }
@@ -114,6 +128,7 @@ fn parse_export(item: &Value, ids: &AHashMap<String, u32>) -> Result<Export, Con
         kind,
         subject,
         accounts,
+        response,
     })
 }
 
@@ -221,13 +236,19 @@ fn unknown_pos() -> Pos {
 }
 
 fn is_authorized(exporter: &AccountDef, import: &Import, importer: u32) -> bool {
-    exporter.exports.iter().any(|e| {
-        e.kind == import.kind
-            && is_subset_match(import.subject.as_bytes(), e.subject.as_bytes())
-            && e.accounts
-                .as_ref()
-                .is_none_or(|ids| ids.contains(&importer))
-    })
+    exporter
+        .exports
+        .iter()
+        .any(|e| export_covers(e, import, importer))
+}
+
+fn export_covers(export: &Export, import: &Import, importer: u32) -> bool {
+    export.kind == import.kind
+        && is_subset_match(import.subject.as_bytes(), export.subject.as_bytes())
+        && export
+            .accounts
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&importer))
 }
 
 fn checked_subject(value: &Value, key: &str) -> Result<String, ConfigError> {
@@ -302,6 +323,8 @@ struct ServiceRoute {
     local: Box<[u8]>,
     /// Pattern in the exporter's namespace.
     remote: Box<[u8]>,
+    /// The export's reply rules.
+    response: ResponseSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -353,13 +376,14 @@ impl ImportTable {
         };
         for (importer, account) in accounts.iter().enumerate() {
             for import in &account.imports {
-                table.add(importer as u32, import);
+                let exporter = accounts.get(import.account as usize);
+                table.add(importer as u32, import, exporter);
             }
         }
         table
     }
 
-    fn add(&mut self, importer: u32, import: &Import) {
+    fn add(&mut self, importer: u32, import: &Import, exporter: Option<&AccountDef>) {
         let subject: Box<[u8]> = import.subject.as_bytes().into();
         match import.kind {
             ExportKind::Stream => {
@@ -381,11 +405,21 @@ impl ImportTable {
                     .to
                     .as_deref()
                     .map_or(subject.clone(), |t| t.as_bytes().into());
+                // The export that authorizes the import (the first, as `is_authorized`) sets
+                // the reply rules.
+                let response = exporter
+                    .and_then(|e| {
+                        e.exports
+                            .iter()
+                            .find(|x| export_covers(x, import, importer))
+                    })
+                    .map_or_else(ResponseSettings::default, |x| x.response);
                 if let Some(list) = self.services.get_mut(importer as usize) {
                     list.push(ServiceRoute {
                         exporter: import.account,
                         local,
                         remote: subject,
+                        response,
                     });
                 }
             }
@@ -434,14 +468,20 @@ impl ImportTable {
         }
     }
 
-    /// The service import a publish on `subject` in `importer` goes to: the exporter id, with
-    /// the subject in the exporter's namespace written into `out` (cleared first).
-    pub fn service_for(&self, importer: u32, subject: &[u8], out: &mut Vec<u8>) -> Option<u32> {
+    /// The service import a publish on `subject` in `importer` goes to: the exporter id and
+    /// its reply rules, with the subject in the exporter's namespace written into `out`
+    /// (cleared first).
+    pub fn service_for(
+        &self,
+        importer: u32,
+        subject: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<(u32, ResponseSettings)> {
         let routes = self.services.get(importer as usize)?;
         let route = routes.iter().find(|r| filter_matches(&r.local, subject))?;
         out.clear();
         map_subject(&route.local, &route.remote, subject, out);
-        Some(route.exporter)
+        Some((route.exporter, route.response))
     }
 }
 

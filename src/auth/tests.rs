@@ -486,7 +486,10 @@ fn no_auth_user_fills_missing_credentials() {
     let a = cfg.account_id("A").unwrap();
     let id = check(&cfg, &ConnectOptions::default()).unwrap();
     assert_eq!((id.user.as_str(), id.account), ("guest", a));
-    assert_eq!(cfg.default_identity(SystemTime::now()).unwrap().user, "guest");
+    assert_eq!(
+        cfg.default_identity(SystemTime::now()).unwrap().user,
+        "guest"
+    );
     // Credentials given: normal check, no fallback.
     assert!(check(&cfg, &connect(Some("x"), Some("y"))).is_ok());
     assert_eq!(
@@ -692,12 +695,50 @@ fn service_imports_route() {
     let (a, b) = (cfg.account_id("A").unwrap(), cfg.account_id("B").unwrap());
     let table = cfg.imports();
     let mut buf = Vec::new();
-    assert_eq!(table.service_for(b, b"local", &mut buf), Some(a));
+    assert_eq!(
+        table.service_for(b, b"local", &mut buf).map(|(e, _)| e),
+        Some(a)
+    );
     assert_eq!(buf, b"svc.x");
-    assert_eq!(table.service_for(b, b"svc.y", &mut buf), Some(a));
+    assert_eq!(
+        table.service_for(b, b"svc.y", &mut buf).map(|(e, _)| e),
+        Some(a)
+    );
     assert_eq!(buf, b"svc.y");
-    assert_eq!(table.service_for(b, b"other", &mut buf), None);
-    assert_eq!(table.service_for(a, b"svc.y", &mut buf), None);
+    assert_eq!(
+        table.service_for(b, b"other", &mut buf).map(|(e, _)| e),
+        None
+    );
+    assert_eq!(
+        table.service_for(a, b"svc.y", &mut buf).map(|(e, _)| e),
+        None
+    );
+}
+
+#[test]
+fn service_imports_carry_the_export_response_rules() {
+    use crate::account::{RESPONSE_THRESHOLD_DEFAULT, ResponseType};
+    let cfg = load(
+        "accounts {\n\
+         A: { exports: [{service: \"one.>\"}, {service: \"st.>\", response_type: Stream, \
+         response_threshold: \"5s\"}, {service: \"ch\", response: chunk}] }\n\
+         B: { imports: [{service: {account: A, subject: \"one.x\"}}, \
+         {service: {account: A, subject: \"st.*\"}}, {service: {account: A, subject: \"ch\"}}] }\n}",
+    );
+    let b = cfg.account_id("B").unwrap();
+    let mut buf = Vec::new();
+    let (_, one) = cfg.imports().service_for(b, b"one.x", &mut buf).unwrap();
+    assert_eq!(one.kind, ResponseType::Singleton);
+    assert_eq!(one.threshold, RESPONSE_THRESHOLD_DEFAULT);
+    let (_, st) = cfg.imports().service_for(b, b"st.q", &mut buf).unwrap();
+    assert_eq!(st.kind, ResponseType::Stream);
+    assert_eq!(st.threshold, std::time::Duration::from_secs(5));
+    let (_, ch) = cfg.imports().service_for(b, b"ch", &mut buf).unwrap();
+    assert_eq!(ch.kind, ResponseType::Chunked);
+    let e = load_err("accounts { A: { exports: [{service: \"x\", response_type: many}] } }");
+    assert!(e.contains("Unknown response type: \"many\""), "{e}");
+    let e = load_err("accounts { A: { exports: [{service: \"x\", threshold: \"soon\"}] } }");
+    assert!(e.contains("response threshold"), "{e}");
 }
 
 #[test]

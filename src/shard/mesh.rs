@@ -41,6 +41,9 @@ pub enum ShardMsg {
     InterestAck { seq: u64 },
     /// A batch of published messages encoded by `forward::encode` (see `shard/forward.rs`).
     Messages(Vec<u8>),
+    /// One published message (a `forward::encode` record) on a service-import reply token the
+    /// receiving shard owns: the owner alone decides whether it is delivered (`account.rs`).
+    Response(Vec<u8>),
     /// The sender is shutting down and will forward nothing more.
     Quiesced,
 }
@@ -48,7 +51,7 @@ pub enum ShardMsg {
 impl ShardMsg {
     fn weight(&self) -> usize {
         match self {
-            ShardMsg::Messages(b) => b.len(),
+            ShardMsg::Messages(b) | ShardMsg::Response(b) => b.len(),
             ShardMsg::Interest { filter, .. } => filter.len() + 32,
             _ => 16,
         }

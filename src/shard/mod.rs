@@ -159,6 +159,8 @@ pub struct Shard {
     import_matches: crate::auth::ImportMatches,
     import_subject: Vec<u8>,
     import_reply: Vec<u8>,
+    /// Service-import replies awaited for requests this shard routed (it owns their tokens).
+    responses: crate::account::ResponseMaps,
     /// Per account: whether a publish there can reach another account (imports), so the
     /// common case skips the import tables with one load.
     crosses_accounts: Vec<bool>,
@@ -247,6 +249,7 @@ impl Shard {
             import_matches: crate::auth::ImportMatches::new(),
             import_subject: Vec::new(),
             import_reply: Vec::new(),
+            responses: crate::account::ResponseMaps::new(),
             crosses_accounts: Vec::new(),
             opts_generation,
             next_cid: 1,
@@ -734,17 +737,9 @@ impl Shard {
         let account = self.conns[slot as usize].account;
         let echo_skip = if flags.echo { None } else { Some(slot) };
         if msg.subject.starts_with(crate::account::REPLY_PREFIX) {
-            let shared = self.shared.clone();
-            if let Some((importer, reply)) = shared.replies.decode(msg.subject) {
-                // A reply to a request that came in through a service import.
-                self.route(
-                    importer,
-                    &Published {
-                        subject: reply,
-                        ..msg
-                    },
-                    None,
-                );
+            let token = self.shared.replies.decode(msg.subject);
+            // A reply to a request that came in through a service import.
+            if token.is_some_and(|t| self.on_reply_token(t, account, &msg)) {
                 return;
             }
         }
@@ -808,21 +803,105 @@ impl Shard {
         let mut reply = std::mem::take(&mut self.import_reply);
         subject.clear();
         reply.clear();
-        if let Some(exporter) = imports.service_for(account, msg.subject, &mut subject) {
-            // The responder answers on a rewritten reply that routes back into `account`.
-            if !msg.reply.is_empty() {
-                self.shared.replies.encode(account, msg.reply, &mut reply);
-            }
+        if let Some((exporter, response)) = imports.service_for(account, msg.subject, &mut subject)
+        {
+            // The responder answers on a fresh token this shard resolves back into `account`.
+            let seq = (!msg.reply.is_empty()).then(|| {
+                let seq = self
+                    .responses
+                    .insert(account, exporter, msg.reply, response, self.now);
+                let token = crate::account::ReplyToken {
+                    shard: self.id.0,
+                    seq,
+                };
+                self.shared.replies.encode(token, &mut reply);
+                seq
+            });
             let mapped = Published {
                 subject: &subject,
                 reply: &reply,
                 ..*msg
             };
-            has_interest |= self.route(exporter, &mapped, None);
+            let delivered = self.route(exporter, &mapped, None);
+            if let (false, Some(seq)) = (delivered, seq) {
+                // No responder: nothing will answer (nats-server drops the response import).
+                self.responses.forget(seq);
+            }
+            has_interest |= delivered;
         }
         self.import_subject = subject;
         self.import_reply = reply;
         has_interest
+    }
+
+    /// A publish in `account` on a genuine reply token: the shard that owns the token decides
+    /// (`account.rs`). Returns whether the message was taken care of; `false` means it is an
+    /// ordinary publish (this shard owns the token and refused it).
+    fn on_reply_token(
+        &mut self,
+        token: crate::account::ReplyToken,
+        account: u32,
+        msg: &Published<'_>,
+    ) -> bool {
+        if token.shard == self.id.0 {
+            return self.deliver_response(token.seq, account, msg);
+        }
+        let owner = ShardId(token.shard);
+        if usize::from(token.shard) >= self.forward.len() || !forward::fits(msg) {
+            return false;
+        }
+        // What this publisher forwarded before goes first, so its order holds.
+        self.flush_forward_batches(1);
+        let mut record = Vec::new();
+        forward::encode(&mut record, account, msg, true, &[], 0);
+        if !self.mesh.send(owner, ShardMsg::Response(record)) {
+            tracing::warn!(
+                shard = self.id.0,
+                peer = token.shard,
+                "cross-shard backlog full; messages dropped"
+            );
+        }
+        true
+    }
+
+    /// Delivers a reply on a token this shard owns, if its entry accepts a publish from
+    /// `account`; returns whether it did.
+    fn deliver_response(&mut self, seq: u64, account: u32, msg: &Published<'_>) -> bool {
+        let mut reply = std::mem::take(&mut self.import_reply);
+        let route = self.responses.route(seq, account, self.now, &mut reply);
+        let handled = match route {
+            crate::account::ResponseRoute::Ordinary => false,
+            crate::account::ResponseRoute::Deliver { importer } => {
+                let mapped = Published {
+                    subject: &reply,
+                    ..*msg
+                };
+                let delivered = self.route(importer, &mapped, None);
+                let ended = msg.headers.is_empty() && msg.payload.is_empty();
+                self.responses.settle(seq, delivered, ended, self.now);
+                true
+            }
+        };
+        self.import_reply = reply;
+        handled
+    }
+
+    /// A reply published on shard `from` on a token this shard owns.
+    fn on_forwarded_response(&mut self, from: ShardId, record: &[u8]) {
+        let Some(fwd) = forward::Decoder::new(record).next() else {
+            return;
+        };
+        let token = self.shared.replies.decode(fwd.msg.subject);
+        let handled = token.is_some_and(|t| {
+            t.shard == self.id.0 && self.deliver_response(t.seq, fwd.account, &fwd.msg)
+        });
+        if !handled {
+            self.route(fwd.account, &fwd.msg, None);
+        }
+        if !self.over_half.is_empty() {
+            self.hold_peer(from);
+        }
+        self.after_op();
     }
 
     /// Delivers `msg` in `account`: to this shard's subscribers and, once per shard, to the
@@ -983,6 +1062,7 @@ impl Shard {
     fn on_shard_msg(&mut self, from: ShardId, msg: ShardMsg) {
         match msg {
             ShardMsg::Messages(batch) => self.run_batch(from, batch, 0),
+            ShardMsg::Response(record) => self.on_forwarded_response(from, &record),
             ShardMsg::Interest {
                 account,
                 filter,

@@ -102,9 +102,13 @@ impl Shard {
         self.opts_generation = generation;
         let snapshot = self.shared.snapshot();
         let auth_changed = !std::sync::Arc::ptr_eq(&snapshot.auth, &self.snapshot.auth);
-        self.snapshot = snapshot;
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
         self.crosses_accounts = super::crosses_accounts(&self.snapshot);
         if auth_changed {
+            // Pending service-import replies keep their accounts, by name.
+            let (old, new) = (&old.auth, &self.snapshot.auth);
+            self.responses
+                .remap_accounts(|id| new.account_id(&old.accounts().get(id as usize)?.name));
             self.reauthorize_all();
         }
     }
