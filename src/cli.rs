@@ -288,6 +288,11 @@ pub struct BenchArgs {
     #[arg(long = "workers", value_name = "N")]
     pub workers: Option<usize>,
 
+    /// Connection storm: log in as N users in turn, the --user name with 0..N-1 appended (a
+    /// fleet of services reconnecting).
+    #[arg(long = "users", value_name = "N")]
+    pub users: Option<usize>,
+
     /// Messages to publish in total, split over publishers (default 100,000).
     #[arg(long = "msgs", value_name = "N")]
     pub msgs: Option<u64>,

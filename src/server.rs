@@ -84,6 +84,8 @@ pub struct Shared {
     pub listen_addr: SocketAddr,
     /// Where shards send slow authentication checks.
     pub pool: Arc<BlockingPool>,
+    /// Credentials that passed a bcrypt check lately (see `auth::verified`).
+    pub verified: Arc<crate::auth::VerifiedCache>,
     /// Rewrites service-import replies; the same key on every shard.
     pub replies: crate::account::ReplyMapper,
     /// Monitoring: the channels to the shards and when the server started (`monitor/`).
@@ -306,6 +308,7 @@ impl Server {
             shard_count,
             server_id,
             pool,
+            verified: Arc::new(crate::auth::VerifiedCache::new()),
             replies: crate::account::ReplyMapper::default(),
             monitor: crate::monitor::Monitoring::new(shard_count),
             snapshot: Mutex::new(Arc::new(snapshot)),
@@ -385,6 +388,10 @@ impl Server {
 
     /// Replaces the options (SIGHUP); shards pick them up on their next tick.
     pub fn reload(&self, opts: ServerOptions, security: Security) {
+        // A user whose bcrypt hash changed (or went) proves the new one with bcrypt again.
+        self.shared
+            .verified
+            .retain_hashes(security.auth.bcrypt_hashes());
         let snapshot = Snapshot {
             opts: Arc::new(opts),
             auth: Arc::new(security.auth),

@@ -100,8 +100,10 @@ fn run_flow(publisher: &mut RawConn, subscriber: &mut RawConn, done: &AtomicBool
 #[test]
 fn shard_keeps_delivering_while_bcrypt_connects_are_checked() {
     let hash = common::bcrypt_2a("slowpass", cost());
+    // The timeout bounds the whole admission, queued checks included: 50 checks on two
+    // idle-priority threads need more than the default two seconds.
     let conf = format!(
-        "authorization {{ users: [\n  {{user: slow, password: \"{hash}\"}}\n  \
+        "authorization {{ timeout: 30, users: [\n  {{user: slow, password: \"{hash}\"}}\n  \
          {{user: fast, password: fastpw}}\n] }}"
     );
     let server = BrokerBin::ringnats(1).start(&conf, &[]);

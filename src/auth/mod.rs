@@ -17,10 +17,11 @@ pub mod nkey;
 pub mod tls_map;
 pub mod token;
 pub mod user_pass;
+pub mod verified;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ahash::AHashMap;
 
@@ -30,6 +31,7 @@ use crate::protocol::ConnectOptions;
 
 pub use accounts::{AccountDef, Export, ExportKind, Import, ImportMatches, ImportTable};
 pub use user_pass::Secret;
+pub use verified::VerifiedCache;
 
 /// The global account `$G`: id 0.
 pub const GLOBAL_ACCOUNT_ID: u32 = 0;
@@ -101,16 +103,41 @@ pub struct SlowCheck {
     offered: Secret,
     identity: ClientIdentity,
     failure: AuthFailure,
+    /// Set by `verified_before`, so `run` does not compute it again.
+    pair: Option<verified::Fingerprint>,
 }
 
 impl SlowCheck {
-    /// Runs the comparison (tens of milliseconds at cost 11).
-    pub fn run(self) -> Result<ClientIdentity, AuthFailure> {
-        if user_pass::bcrypt_matches(&self.hash, &self.offered) {
-            Ok(self.identity)
-        } else {
-            Err(self.failure)
+    /// The identity to accept at once when this user and password passed against this same
+    /// hash within the cache's time to live; `None` when the check must run.
+    pub fn verified_before(
+        &mut self,
+        cache: &VerifiedCache,
+        now: Instant,
+    ) -> Option<ClientIdentity> {
+        let pair = cache.pair(&self.identity.user, &self.offered, &self.hash);
+        if cache.is_verified(&pair, now) {
+            return Some(self.identity.clone());
         }
+        self.pair = Some(pair);
+        None
+    }
+
+    /// Runs the comparison (tens of milliseconds at cost 11); a match is recorded in `cache`
+    /// as of `now()`.
+    pub fn run(
+        self,
+        cache: &VerifiedCache,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<ClientIdentity, AuthFailure> {
+        if !user_pass::bcrypt_matches(&self.hash, &self.offered) {
+            return Err(self.failure);
+        }
+        let pair = self
+            .pair
+            .unwrap_or_else(|| cache.pair(&self.identity.user, &self.offered, &self.hash));
+        cache.record(pair, cache.hash(&self.hash), now());
+        Ok(self.identity)
     }
 }
 
@@ -189,6 +216,19 @@ impl AuthConfig {
 
     pub fn verify_and_map(&self) -> bool {
         self.verify_and_map
+    }
+
+    /// Every bcrypt hash configured (token, single user, users list), for
+    /// [`VerifiedCache::retain_hashes`] after a reload.
+    pub fn bcrypt_hashes(&self) -> impl Iterator<Item = &Secret> {
+        let token = self.token.as_deref();
+        let single = self.single_user.as_ref().map(|(_, p)| &**p);
+        let users = self.users.values().filter_map(|u| u.password.as_deref());
+        token
+            .into_iter()
+            .chain(single)
+            .chain(users)
+            .filter(|s| s.is_bcrypt())
     }
 
     /// Start-up warnings (never containing a secret).

@@ -83,6 +83,7 @@ pub(crate) fn compare(
             offered: Secret::new(offered),
             identity,
             failure,
+            pair: None,
         });
     }
     if constant_time_eq(configured.expose().as_bytes(), offered.as_bytes()) {

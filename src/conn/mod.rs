@@ -8,6 +8,8 @@ pub mod outbuf;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -156,6 +158,9 @@ pub struct Conn {
     /// `PONG` and `+OK` lines held back, in order, until peers acknowledge `interest_seq`.
     pub held_acks: Vec<&'static [u8]>,
     pub recv_armed: bool,
+    /// A poll for the client hanging up is armed (while reading is paused for a CONNECT check;
+    /// see `Shard::pause_recv`).
+    pub hangup_poll_armed: bool,
     /// Reads left to arm one at a time (not multishot) since this publisher was last stalled,
     /// so what arrives while a stall is decided stays within one buffer.
     pub single_reads_left: u8,
@@ -175,8 +180,11 @@ pub struct Conn {
     pub auth_deadline: Option<Instant>,
     /// The nonce sent in INFO, for nkey signatures.
     pub nonce: Option<String>,
-    /// A slow (bcrypt) check of this connection's CONNECT is running: input waits.
+    /// A slow (bcrypt) check of this connection's CONNECT is queued or running: input waits.
     pub auth_pending: bool,
+    /// Shared with the slow check queued for this connection: cleared when the connection
+    /// goes, so the check is dropped instead of run.
+    pub check_wanted: Option<Arc<AtomicBool>>,
     /// The options of the CONNECT being checked, applied when the check succeeds.
     pub pending_flags: ConnFlags,
     /// The authenticated user (name or nkey), for logs and reloads.
@@ -225,6 +233,7 @@ impl Conn {
             interest_seq: 0,
             held_acks: Vec::new(),
             recv_armed: false,
+            hangup_poll_armed: false,
             single_reads_left: 0,
             close_reason: None,
             stats: ConnStats::default(),
@@ -236,6 +245,7 @@ impl Conn {
             auth_deadline: None,
             nonce: None,
             auth_pending: false,
+            check_wanted: None,
             pending_flags: ConnFlags::default(),
             user: String::new(),
             perms: None,
@@ -282,15 +292,35 @@ impl Conn {
     }
 
     /// Whether input that arrives now must wait in the read buffer: ops are paused, or the
-    /// connection is stalled (a read that arrives after the stall began).
+    /// connection is stalled (a read that arrives after the stall began). This is the one
+    /// rule for "reading is paused": while it holds, the shard keeps no recv armed on the
+    /// socket, so TCP pushes back on the client.
     #[inline]
     pub fn input_waits(&self) -> bool {
         self.is_input_paused() || self.stall.is_some()
     }
 
+    /// Whether the connection still has to prove who it is (a CONNECT is required and none
+    /// was accepted yet). It is read one buffer at a time meanwhile, so what a client that has
+    /// not logged in can make the server hold is one read past its pending op.
+    #[inline]
+    pub fn is_admitting(&self) -> bool {
+        !self.connected && self.parser.is_connect_required()
+    }
+
+    /// Tells the slow check queued for this connection, if any, that its verdict is no longer
+    /// wanted (the connection is going).
+    pub fn drop_check(&mut self) {
+        if let Some(wanted) = self.check_wanted.take() {
+            wanted.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Number of kernel operations that may still touch this connection's buffers.
     pub fn outstanding_ops(&self) -> u32 {
-        u32::from(self.recv_armed) + u32::from(self.out.is_sending())
+        u32::from(self.recv_armed)
+            + u32::from(self.hangup_poll_armed)
+            + u32::from(self.out.is_sending())
     }
 }
 

@@ -189,6 +189,11 @@ impl Parser {
         self.connect_required = required;
     }
 
+    /// Whether only a CONNECT is accepted next (see `set_connect_required`).
+    pub fn is_connect_required(&self) -> bool {
+        self.connect_required
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> ParserLimits {
         self.limits

@@ -4,9 +4,13 @@
 //!
 //! Cold: runs per connection and per CONNECT. The result is a `ClientIdentity` applied to the
 //! connection (account, compiled permissions, deadline); the hot path only reads that.
-//! Invariant: a connection whose CONNECT is being checked runs no further ops until the
-//! verdict arrives; its input waits in its read buffer.
+//! Invariants: a connection whose CONNECT is being checked runs no further ops until the
+//! verdict arrives, and the server stops reading it meanwhile (TCP pushes back on the client);
+//! a check whose connection has gone is dropped, not run; `authorization.timeout` bounds the
+//! whole admission, a check still queued or running included.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use base64::Engine;
@@ -142,25 +146,44 @@ impl Shard {
         match verdict {
             Verdict::Done(Ok(identity)) => self.accept_connect(slot, flags, identity),
             Verdict::Done(Err(failure)) => self.refuse_connect(slot, failure),
-            Verdict::Slow(check) => {
+            Verdict::Slow(mut check) => {
+                if let Some(identity) = check.verified_before(&self.shared.verified, self.now) {
+                    self.accept_connect(slot, flags, identity);
+                    return;
+                }
+                let conn = &mut self.conns[slot as usize];
                 conn.auth_pending = true;
                 conn.pending_flags = flags;
                 if !self.submit_slow_check(slot, check, false) {
                     // The pool is saturated: fail this CONNECT rather than queue without bound.
-                    self.conns[slot as usize].auth_pending = false;
+                    let conn = &mut self.conns[slot as usize];
+                    conn.auth_pending = false;
+                    conn.drop_check();
                     self.refuse_connect(slot, AuthFailure::MissingCredentials);
+                    return;
                 }
+                // Nothing more is read from this client until the verdict.
+                self.pause_recv(slot);
             }
         }
     }
 
     /// Runs a bcrypt check on the blocking pool; its verdict comes back through
-    /// `drain_auth_results`. Returns false if the pool refused the job.
+    /// `drain_auth_results`. Returns false if the pool refused the job. A check whose
+    /// connection has gone by the time a worker takes it is dropped, not run.
     fn submit_slow_check(&mut self, slot: u32, check: SlowCheck, reauth: bool) -> bool {
-        let cid = self.conns[slot as usize].cid;
+        let conn = &mut self.conns[slot as usize];
+        let cid = conn.cid;
+        let wanted = Arc::new(AtomicBool::new(true));
+        conn.drop_check();
+        conn.check_wanted = Some(Arc::clone(&wanted));
         let (sender, waker) = (self.auth_results_tx.clone(), self.waker.clone());
+        let verified = Arc::clone(&self.shared.verified);
         let job = Box::new(move || {
-            let result = check.run();
+            if !wanted.load(Ordering::Relaxed) {
+                return;
+            }
+            let result = check.run(&verified, Instant::now);
             let _ = sender.send(AuthResult {
                 slot,
                 cid,
@@ -186,6 +209,7 @@ impl Shard {
             };
             if reauth {
                 if conn.cid == cid && conn.is_open() {
+                    conn.check_wanted = None;
                     self.reauthorized(slot, result);
                 }
                 continue;
@@ -194,11 +218,13 @@ impl Shard {
                 continue;
             }
             conn.auth_pending = false;
+            conn.check_wanted = None;
             let flags = conn.pending_flags;
             match result {
                 Ok(identity) => {
                     self.accept_connect(slot, flags, identity);
                     self.process_rbuf(slot);
+                    self.rearm_recv_if_drained(slot);
                 }
                 Err(failure) => self.refuse_connect(slot, failure),
             }
@@ -264,6 +290,7 @@ impl Shard {
     /// permissions (nats-server `reloadAuthorization`).
     pub(super) fn reauthorize_all(&mut self) {
         let snapshot = self.snapshot.clone();
+        let verified = Arc::clone(&self.shared.verified);
         let slots: Vec<u32> = self
             .conns
             .iter()
@@ -287,7 +314,11 @@ impl Shard {
             );
             match verdict {
                 Verdict::Done(result) => self.reauthorized(slot, result),
-                Verdict::Slow(check) => {
+                Verdict::Slow(mut check) => {
+                    if let Some(identity) = check.verified_before(&verified, self.now) {
+                        self.reauthorized(slot, Ok(identity));
+                        continue;
+                    }
                     if !self.submit_slow_check(slot, check, true) {
                         self.close(slot, CloseReason::AuthenticationViolation);
                     }

@@ -367,6 +367,7 @@ impl Shard {
             OpKind::Send => self.on_send(c),
             OpKind::Wake => self.arm_wake(),
             OpKind::Cancel => {}
+            OpKind::Poll => self.on_hangup_poll(c),
         }
     }
 
@@ -467,9 +468,9 @@ impl Shard {
                 self.close(slot, CloseReason::ReadError)
             }
             _ => {
-                if !more && conn.state != ConnState::Closing && conn.stall.is_none() {
+                if !more && conn.state != ConnState::Closing && !conn.input_waits() {
                     // A single read, or a multishot recv that ended (out of buffers, or the
-                    // kernel's choice): re-arm.
+                    // kernel's choice): re-arm, unless reading is paused.
                     self.arm_recv(slot);
                 }
             }
@@ -478,16 +479,53 @@ impl Shard {
     }
 
     /// Arms the connection's recv: multishot, or one read at a time for a while after a stall
-    /// (a multishot recv pulls the socket's whole backlog, megabytes, before a stall can act).
+    /// (a multishot recv pulls the socket's whole backlog, megabytes, before a stall can act)
+    /// and until the client has logged in (so a CONNECT that needs a slow check stops reading
+    /// within the read that carried it).
     fn arm_recv(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         conn.recv_armed = true;
         if conn.single_reads_left > 0 {
             conn.single_reads_left -= 1;
             self.reactor.push_recv_once(conn.fd, slot);
+        } else if conn.is_admitting() {
+            self.reactor.push_recv_once(conn.fd, slot);
         } else {
             self.reactor.push_recv(conn.fd, slot);
         }
+    }
+
+    /// Stops reading a connection whose input now waits (`Conn::input_waits`: a CONNECT
+    /// under a slow check, acknowledgements held for an interest barrier, a stall): its recv
+    /// is cancelled, so TCP pushes back on the client and the read buffer holds at most the
+    /// pending op plus the reads already completed. Reading resumes through
+    /// `rearm_recv_if_drained` once the input runs again. While a CONNECT is checked, a poll
+    /// watches for the client hanging up, so that its check is dropped rather than run.
+    fn pause_recv(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        debug_assert!(conn.input_waits(), "pausing a connection whose input runs");
+        if conn.recv_armed {
+            self.reactor.push_cancel_recv(slot);
+        }
+        if conn.auth_pending && !conn.hangup_poll_armed && conn.is_open() {
+            conn.hangup_poll_armed = true;
+            self.reactor.push_poll_hangup(conn.fd, slot);
+        }
+    }
+
+    /// The client of a paused connection hung up (or its socket failed). A connection whose
+    /// CONNECT is still being checked is closed now, which drops its check; any other is left
+    /// to its recv, which sees the end once reading resumes (its buffered ops still run).
+    fn on_hangup_poll(&mut self, c: Completion) {
+        let slot = c.slot;
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        conn.hangup_poll_armed = false;
+        if c.result > 0 && conn.is_open() && conn.auth_pending {
+            self.close(slot, CloseReason::ClientClosed);
+        }
+        self.maybe_release(slot);
     }
 
     fn on_data(&mut self, slot: u32, data: &[u8]) {
@@ -1329,6 +1367,7 @@ impl Shard {
         let conn = &mut self.conns[slot as usize];
         let counted = conn.close_reason != Some(CloseReason::MaxConnectionsExceeded);
         conn.close_reason = Some(reason);
+        conn.drop_check();
         tasks::log_close(conn, reason, &self.limits);
         if counted {
             self.record_close(slot, reason);
@@ -1352,7 +1391,7 @@ impl Shard {
         conn.state = ConnState::Closing;
         // SAFETY-free: plain syscall on a descriptor we own; ends the armed recv with EOF.
         shutdown_fd(conn.fd);
-        if conn.recv_armed {
+        if conn.recv_armed || conn.hangup_poll_armed {
             self.reactor.push_cancel_fd(conn.fd, slot);
         }
         self.maybe_release(slot);

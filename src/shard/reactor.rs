@@ -23,6 +23,7 @@ pub enum OpKind {
     Send = 3,
     Wake = 4,
     Cancel = 5,
+    Poll = 6,
 }
 
 /// Packs an operation kind and a connection slot into a completion's `user_data`.
@@ -39,6 +40,7 @@ pub fn split_user_data(data: u64) -> Option<(OpKind, u32)> {
         3 => OpKind::Send,
         4 => OpKind::Wake,
         5 => OpKind::Cancel,
+        6 => OpKind::Poll,
         _ => return None,
     };
     Some((kind, slot))
@@ -195,6 +197,16 @@ impl Reactor {
         let entry = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::fd(Fd(fd)).all())
             .build()
             .user_data(user_data(OpKind::Cancel, slot));
+        self.push(entry);
+    }
+
+    /// Waits (once) for the peer of connection `slot` to hang up or the socket to fail, without
+    /// reading anything: for a connection whose reading is paused.
+    pub fn push_poll_hangup(&mut self, fd: RawFd, slot: u32) {
+        let mask = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+        let entry = opcode::PollAdd::new(Fd(fd), mask as u32)
+            .build()
+            .user_data(user_data(OpKind::Poll, slot));
         self.push(entry);
     }
 
@@ -447,6 +459,7 @@ mod tests {
             OpKind::Send,
             OpKind::Wake,
             OpKind::Cancel,
+            OpKind::Poll,
         ] {
             for slot in [0u32, 1, 77, u32::MAX] {
                 assert_eq!(split_user_data(user_data(kind, slot)), Some((kind, slot)));

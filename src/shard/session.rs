@@ -146,10 +146,13 @@ impl Shard {
         let acked = self.acked_everywhere();
         let conn = &mut self.conns[slot as usize];
         if needed > acked || !conn.held_acks.is_empty() {
-            if conn.held_acks.is_empty() {
-                self.pong_waiters.push(slot);
-            }
+            let first = conn.held_acks.is_empty();
             conn.held_acks.push(line);
+            if first {
+                self.pong_waiters.push(slot);
+                // Later ops wait behind the held line: stop reading until it is sent.
+                self.pause_recv(slot);
+            }
             return;
         }
         conn.out.pending_mut().extend_from_slice(line);
@@ -194,6 +197,7 @@ impl Shard {
         self.pong_waiters = waiters;
         for slot in released {
             self.process_rbuf(slot);
+            self.rearm_recv_if_drained(slot);
         }
     }
 

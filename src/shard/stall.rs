@@ -134,9 +134,7 @@ impl Shard {
         }
         conn.stall = Some(Stall { on, until });
         conn.single_reads_left = SINGLE_READS_AFTER_STALL;
-        if conn.recv_armed {
-            self.reactor.push_cancel_recv(slot);
-        }
+        self.pause_recv(slot);
         self.stalled.push(slot);
     }
 
@@ -179,14 +177,14 @@ impl Shard {
         self.held_peers = held;
     }
 
-    /// Re-arms the recv a stall cancelled, if running the buffered input did not stall the
-    /// connection again: re-arming before that would let a new burst pile up behind every op
-    /// a resume runs.
+    /// Re-arms the recv a pause (`pause_recv`: stall, held acknowledgement, CONNECT check)
+    /// cancelled, if running the buffered input did not pause the connection again:
+    /// re-arming before that would let a new burst pile up behind every op a resume runs.
     pub(super) fn rearm_recv_if_drained(&mut self, slot: u32) {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        if conn.is_open() && !conn.recv_armed && conn.stall.is_none() {
+        if conn.is_open() && !conn.recv_armed && !conn.input_waits() {
             self.arm_recv(slot);
         }
     }

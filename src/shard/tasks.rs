@@ -149,13 +149,14 @@ impl Shard {
 }
 
 /// The error line and reason for a connection past one of its deadlines: TLS handshake
-/// (closed without a word, as nats-server), authentication (no CONNECT in time; a CONNECT
-/// under a slow check is not timed out, since it arrived in time), `connection_deadline`.
+/// (closed without a word, as nats-server), authentication (not admitted in time, a CONNECT
+/// whose slow check is still queued or running included: the timeout bounds the whole
+/// admission), `connection_deadline`.
 fn deadline_passed(conn: &Conn, now: std::time::Instant) -> Option<(&'static str, CloseReason)> {
     if conn.tls_deadline.is_some_and(|d| now >= d) {
         return Some(("", CloseReason::TlsHandshakeError));
     }
-    if !conn.connected && !conn.auth_pending && conn.auth_deadline.is_some_and(|d| now >= d) {
+    if !conn.connected && conn.auth_deadline.is_some_and(|d| now >= d) {
         return Some(("Authentication Timeout", CloseReason::AuthenticationTimeout));
     }
     if conn.expires.is_some_and(|d| now >= d) {

@@ -103,6 +103,8 @@ pub struct Plan {
     pub csv: Option<PathBuf>,
     pub progress: bool,
     pub connect: ConnectOptions,
+    /// Connection storm: log in as this many users in turn (`--users`).
+    pub storm_users: Option<usize>,
     pub run_id: String,
 }
 
@@ -172,6 +174,18 @@ impl Plan {
                 (_, duration, _) => duration,
             },
         };
+        let connect = connect_options(args)?;
+        let storm_users = match args.users {
+            None => None,
+            Some(0) => return Err(usage("--users must be at least 1")),
+            Some(_) if !matches!(mode, Mode::ConnectStorm { .. }) => {
+                return Err(usage("--users is for --connect-storm"));
+            }
+            Some(_) if !matches!(connect.credentials, Credentials::UserPassword { .. }) => {
+                return Err(usage("--users needs --user and --password"));
+            }
+            users => users,
+        };
         Ok(Plan {
             mode,
             subject: args.subject.clone(),
@@ -180,7 +194,8 @@ impl Plan {
             size: args.size,
             csv: args.csv.clone(),
             progress: !args.no_progress,
-            connect: connect_options(args)?,
+            connect,
+            storm_users,
             run_id: report::new_run_id(),
         })
     }

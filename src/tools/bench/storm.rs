@@ -1,5 +1,6 @@
 //! Connection storm (`--connect-storm`): workers that connect, send CONNECT and PING, wait for
-//! PONG and close, over and over, for `--duration` (or until `--msgs` connects in total).
+//! PONG and close, over and over, for `--duration` (or until `--msgs` connects in total); with
+//! `--users N`, as N users in turn (a fleet of services reconnecting).
 //!
 //! Cold per connect, but the loop is the load: each worker keeps its own counts and HDR
 //! histogram of connect times (TCP connect to PONG) and shares nothing while it runs.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::client::{Conn, ConnectOptions};
+use super::credentials::Credentials;
 use super::latency::{new_histogram, percentile_line, record};
 use super::progress::{Counters, Goal, Progress};
 use super::report::{Benchmark, Sample, SampleGroup, msgs_per_client};
@@ -60,7 +62,7 @@ impl StormRun {
 
 /// Runs the storm with `workers` threads.
 pub fn run(plan: &Plan, workers: usize) -> Result<StormRun, BenchError> {
-    Conn::connect(&plan.connect)?.close_abortive();
+    Conn::connect(&login_as(&plan.connect, plan.storm_users.map(|_| 0)))?.close_abortive();
     let counters = Arc::new(Counters::default());
     let goal = match (plan.bound.msgs, plan.bound.duration) {
         (Some(msgs), None) => Goal::Count(msgs),
@@ -79,8 +81,13 @@ pub fn run(plan: &Plan, workers: usize) -> Result<StormRun, BenchError> {
         let opts = plan.connect.clone();
         let run_for = plan.bound.duration;
         let counters = Arc::clone(&counters);
+        let users = plan.storm_users.map(|count| Users {
+            count,
+            first: i,
+            step: workers,
+        });
         handles.push(spawn(format!("bench-storm-{i}"), move || {
-            Ok(storm_worker(&opts, share, run_for, &counters))
+            Ok(storm_worker(&opts, users, share, run_for, &counters))
         })?);
     }
     let results = join_all(handles);
@@ -115,8 +122,29 @@ struct WorkerResult {
     first_failure: Option<String>,
 }
 
+/// The users one worker logs in as (`--users`): `first`, `first + step`, ... modulo `count`,
+/// so the workers together go through every user in turn.
+#[derive(Clone, Copy)]
+struct Users {
+    count: usize,
+    first: usize,
+    step: usize,
+}
+
+/// `opts` with the user name numbered `index` (`--user` with the index appended), or `opts`
+/// itself when there is no index.
+fn login_as(opts: &ConnectOptions, index: Option<usize>) -> ConnectOptions {
+    let mut opts = opts.clone();
+    if let (Some(index), Credentials::UserPassword { user, .. }) = (index, &mut opts.credentials)
+    {
+        user.push_str(&index.to_string());
+    }
+    opts
+}
+
 fn storm_worker(
     opts: &ConnectOptions,
+    users: Option<Users>,
     share: Option<u64>,
     run_for: Option<Duration>,
     counters: &Counters,
@@ -130,7 +158,13 @@ fn storm_worker(
         if deadline.is_some_and(|d| began >= d) {
             break;
         }
-        match Conn::connect(opts) {
+        let attempt = usize::try_from(connects + failures).unwrap_or(usize::MAX);
+        let user = users.map(|u| (u.first + attempt.wrapping_mul(u.step)) % u.count);
+        let result = match user {
+            Some(_) => Conn::connect(&login_as(opts, user)),
+            None => Conn::connect(opts),
+        };
+        match result {
             Ok(conn) => {
                 record(&mut histogram, began.elapsed());
                 conn.close_abortive();

@@ -1,0 +1,228 @@
+//! What a client can make the server hold while its CONNECT waits for a slow (bcrypt) check
+//! (issue 8 §1): the server stops reading such a connection, so TCP pushes back on the sender
+//! instead of the read buffer growing; a check whose connection has gone is dropped, not run;
+//! and `authorization.timeout` bounds the whole admission, queued checks included.
+//!
+//! Against the real binary with raw sockets. The figures asserted are resource bounds (RSS
+//! from `/proc/<pid>/status`) and protocol outcomes (`PONG` or `-ERR`), not timings. Guards
+//! `Conn::input_waits`, `Shard::pause_recv` / `arm_recv` and the slow-check ticket in
+//! `shard/admission.rs`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{RawConn, ReadEnd, Server, ServerOpts, show};
+
+/// Junk each hostile client sends after its wrong CONNECT.
+const JUNK_BYTES: usize = 64 * 1024 * 1024;
+/// Hostile clients.
+const JUNK_CLIENTS: usize = 4;
+/// The most the server's RSS may grow while they send (the issue's bar).
+const RSS_GROWTH_MAX: u64 = 32 * 1024 * 1024;
+
+/// A bcrypt hash of `secret` at `cost`; in a debug build bcrypt is about ten times slower, so
+/// the cost drops by 3 there (eight times less work).
+fn hash(secret: &str, cost: u32) -> String {
+    let cost = if cfg!(debug_assertions) {
+        cost - 3
+    } else {
+        cost
+    };
+    common::bcrypt_2a(secret, cost)
+}
+
+/// The broker under test (`RINGNATS_TEST_SERVER` may name another build, or nats-server).
+fn start(config_extra: &str, shards: usize) -> Server {
+    Server::start_with(ServerOpts {
+        config_extra: config_extra.to_owned(),
+        shards,
+        args: Vec::new(),
+    })
+}
+
+/// `VmRSS` or `VmHWM` (peak) of process `pid`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a number of kB");
+    kib * 1024
+}
+
+/// Resets the kernel's peak-RSS mark of `pid` (`VmHWM`), so a later read shows the peak of
+/// what follows. Returns false where that is not allowed; the caller then samples `VmRSS`.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// Sends `CONNECT` with a wrong token, then `JUNK_BYTES` of junk or until the server stops
+/// taking it (closes, resets, or pushes back past `within`). Returns the bytes sent.
+fn send_junk(port: u16, within: Duration) -> usize {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    read_info(&mut stream);
+    stream
+        .write_all(b"CONNECT {\"verbose\":false,\"auth_token\":\"wrong\"}\r\n")
+        .expect("send CONNECT");
+    stream
+        .set_write_timeout(Some(within))
+        .expect("write timeout");
+    let chunk = vec![b'x'; 256 * 1024];
+    let mut sent = 0;
+    while sent < JUNK_BYTES {
+        match stream.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
+        }
+    }
+    sent
+}
+
+/// Reads the INFO line byte by byte (nothing after it is read).
+fn read_info(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(common::TIMEOUT))
+        .expect("read timeout");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        let n = stream.read(&mut byte).expect("read INFO");
+        assert_eq!(n, 1, "closed before INFO");
+        line.push(byte[0]);
+    }
+    assert!(line.starts_with(b"INFO "), "not INFO: {}", show(&line));
+}
+
+#[test]
+fn junk_behind_a_connect_under_check_is_not_buffered() {
+    // A long timeout: the pool runs at idle priority, and on a loaded machine a check may
+    // take seconds; the normal client must not time out behind the four wrong ones.
+    let conf = format!(
+        "authorization {{ token: \"{}\", timeout: 20 }}",
+        hash("right-token", 12)
+    );
+    let server = start(&conf, 2);
+    let (port, pid) = (server.port(), server.pid());
+    // Warm up the way a normal client does, then take the baseline.
+    let mut warm = RawConn::connect(port);
+    warm.send_connect(r#"{"verbose":false,"auth_token":"right-token"}"#);
+    assert!(warm.ping_pong().is_empty());
+    let baseline = status_bytes(pid, "VmRSS");
+    let peak_resettable = reset_peak(pid);
+
+    let writers: Vec<_> = (0..JUNK_CLIENTS)
+        .map(|_| thread::spawn(move || send_junk(port, Duration::from_secs(10))))
+        .collect();
+    // A normal client connects meanwhile.
+    let mut normal = RawConn::connect(port);
+    normal.send(b"CONNECT {\"verbose\":false,\"auth_token\":\"right-token\"}\r\nPING\r\n");
+    let mut peak = status_bytes(pid, "VmRSS");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = normal.try_read_line(deadline);
+    let sent: Vec<usize> = writers
+        .into_iter()
+        .map(|w| {
+            let sent = w.join().expect("junk writer");
+            peak = peak.max(status_bytes(pid, "VmRSS"));
+            sent
+        })
+        .collect();
+    if peak_resettable {
+        peak = peak.max(status_bytes(pid, "VmHWM"));
+    }
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "RSS baseline {} KiB, peak {} KiB (growth {} KiB); junk sent per client {:?} KiB",
+        baseline / 1024,
+        peak / 1024,
+        growth / 1024,
+        sent.iter().map(|s| s / 1024).collect::<Vec<_>>()
+    );
+    match answer {
+        Ok(line) => assert_eq!(show(&line), "PONG", "the normal client is admitted"),
+        Err(e) => panic!("the normal client got no answer: {e:?}"),
+    }
+    assert!(
+        growth <= RSS_GROWTH_MAX,
+        "server RSS grew by {} MiB while {JUNK_CLIENTS} clients sent junk behind a wrong \
+         CONNECT (bar: {} MiB)",
+        growth >> 20,
+        RSS_GROWTH_MAX >> 20
+    );
+    normal.expect_open();
+}
+
+#[test]
+fn a_check_still_queued_at_the_auth_timeout_times_out() {
+    // 16 checks on a pool of two threads take several times the one-second timeout.
+    const CLIENTS: usize = 16;
+    let conf = format!(
+        "authorization {{ timeout: 1\n users: [ {{user: u, password: \"{}\"}} ] }}",
+        hash("pw", 12)
+    );
+    let server = start(&conf, 1);
+    let port = server.port();
+    let mut conns: Vec<RawConn> = (0..CLIENTS).map(|_| RawConn::connect(port)).collect();
+    for conn in &mut conns {
+        conn.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"pw\"}\r\nPING\r\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut admitted = 0;
+    let mut timed_out = 0;
+    for (i, conn) in conns.iter_mut().enumerate() {
+        match conn.try_read_line(deadline) {
+            Ok(line) if line == b"PONG" => admitted += 1,
+            Ok(line) if line == b"-ERR 'Authentication Timeout'" => {
+                timed_out += 1;
+                conn.expect_closed();
+            }
+            Ok(line) => panic!("client {i}: unexpected {}", show(&line)),
+            Err(ReadEnd::Timeout) => panic!("client {i}: no answer"),
+            Err(ReadEnd::Closed(e)) => panic!("client {i}: closed without a word ({e:?})"),
+        }
+    }
+    eprintln!("{admitted} admitted, {timed_out} timed out while their check waited");
+    assert!(
+        timed_out > 0,
+        "all {CLIENTS} clients were admitted although most checks started after the timeout"
+    );
+}
+
+#[test]
+fn checks_of_clients_that_left_are_not_run() {
+    // 128 clients send a CONNECT that needs a check (some 16 s of bcrypt on two threads) and
+    // leave at once. A client that then logs in must not wait behind their checks: with them
+    // run, its own check would start after its eight-second authorization timeout.
+    const LEAVERS: usize = 128;
+    let conf = format!(
+        "authorization {{ timeout: 8\n users: [ {{user: u, password: \"{}\"}} ] }}",
+        hash("pw", 12)
+    );
+    let server = start(&conf, 1);
+    let port = server.port();
+    for _ in 0..LEAVERS {
+        let mut conn = RawConn::connect(port);
+        conn.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"pw\"}\r\n");
+        drop(conn);
+    }
+    let mut late = RawConn::connect(port);
+    late.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"pw\"}\r\nPING\r\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    match late.try_read_line(deadline) {
+        Ok(line) => assert_eq!(
+            show(&line),
+            "PONG",
+            "the late client waited behind the checks of clients that had left"
+        ),
+        Err(e) => panic!("the late client got no answer: {e:?}"),
+    }
+}
