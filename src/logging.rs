@@ -346,7 +346,11 @@ mod tests {
         assert!(!out.bytes().any(|b| b < 0x20 || b == 0x7f));
         let separators = escaped("a\u{2028}b\u{85}c\u{202e}d".as_bytes()).to_string();
         assert_eq!(separators, r"a\u2028b\u0085c\u202ed");
-        assert_eq!(escaped(br"sub.\n.x").to_string(), r"sub.\n.x", "printable text kept");
+        assert_eq!(
+            escaped(br"sub.\n.x").to_string(),
+            r"sub.\n.x",
+            "printable text kept"
+        );
         assert_eq!(escaped("café.>".as_bytes()).to_string(), "café.>");
     }
 

@@ -161,6 +161,81 @@ fn junk_behind_a_connect_under_check_is_not_buffered() {
     normal.expect_open();
 }
 
+/// The same over TLS: the server does not decrypt into the read buffer what it has stopped
+/// reading.
+#[cfg(feature = "test-pki")]
+#[test]
+fn junk_behind_a_tls_connect_under_check_is_not_buffered() {
+    use common::tls_client::{Pki, TlsRawConn};
+    let pki = Pki::new();
+    let conf = format!(
+        "{}authorization {{ token: \"{}\", timeout: 20 }}",
+        pki.tls_block(""),
+        hash("right-token", 12)
+    );
+    let server = start(&conf, 2);
+    let (port, pid) = (server.port(), server.pid());
+    let login = b"CONNECT {\"verbose\":false,\"auth_token\":\"right-token\"}\r\nPING\r\n";
+    let mut warm = TlsRawConn::connect(port, pki.client(None)).expect("handshake");
+    warm.send(login);
+    assert_eq!(show(&warm.read_line()), "PONG");
+    let baseline = status_bytes(pid, "VmRSS");
+    let peak_resettable = reset_peak(pid);
+
+    let writers: Vec<_> = (0..JUNK_CLIENTS)
+        .map(|_| {
+            let config = pki.client(None);
+            thread::spawn(move || {
+                let mut conn = TlsRawConn::connect(port, config).expect("handshake");
+                conn.send(b"CONNECT {\"verbose\":false,\"auth_token\":\"wrong\"}\r\n");
+                let chunk = vec![b'x'; 256 * 1024];
+                let mut sent = 0;
+                while sent < JUNK_BYTES {
+                    if conn.try_send(&chunk, Duration::from_secs(10)).is_err() {
+                        break;
+                    }
+                    sent += chunk.len();
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut normal = TlsRawConn::connect(port, pki.client(None)).expect("handshake");
+    normal.send(login);
+    let answer = normal.try_read_line(Instant::now() + Duration::from_secs(20));
+    let mut peak = status_bytes(pid, "VmRSS");
+    let sent: Vec<usize> = writers
+        .into_iter()
+        .map(|w| {
+            let sent = w.join().expect("junk writer");
+            peak = peak.max(status_bytes(pid, "VmRSS"));
+            sent
+        })
+        .collect();
+    if peak_resettable {
+        peak = peak.max(status_bytes(pid, "VmHWM"));
+    }
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "TLS: RSS baseline {} KiB, peak {} KiB (growth {} KiB); junk sent per client {:?} KiB",
+        baseline / 1024,
+        peak / 1024,
+        growth / 1024,
+        sent.iter().map(|s| s / 1024).collect::<Vec<_>>()
+    );
+    match answer {
+        Ok(line) => assert_eq!(show(&line), "PONG", "the normal client is admitted"),
+        Err(e) => panic!("the normal client got no answer: {e:?}"),
+    }
+    assert!(
+        growth <= RSS_GROWTH_MAX,
+        "server RSS grew by {} MiB while {JUNK_CLIENTS} TLS clients sent junk behind a wrong \
+         CONNECT (bar: {} MiB)",
+        growth >> 20,
+        RSS_GROWTH_MAX >> 20
+    );
+}
+
 #[test]
 fn a_check_still_queued_at_the_auth_timeout_times_out() {
     // 16 checks on a pool of two threads take several times the one-second timeout.

@@ -316,7 +316,10 @@ fn keygen_labels_every_kind_public_key_first() {
         let (seed, public) = keygen_lines(&out, label);
         assert!(seed.starts_with(seed_prefix), "{kind}: {seed}");
         assert!(public.starts_with(public_prefix), "{kind}: {public}");
-        assert!(!out.stdout.lines().next().unwrap_or("").contains(": S"), "{out:?}");
+        assert!(
+            !out.stdout.lines().next().unwrap_or("").contains(": S"),
+            "{out:?}"
+        );
     }
 }
 

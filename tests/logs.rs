@@ -89,7 +89,10 @@ fn wait_line(server: &Server, needle: &str) -> String {
 /// Asserts `line` is at `level` and ends with `prefix` + `words`.
 #[track_caller]
 fn assert_line(line: &str, level: &str, prefix: &str, words: &str) {
-    assert!(line.contains(&format!(" [{level}] ")), "level {level}: {line}");
+    assert!(
+        line.contains(&format!(" [{level}] ")),
+        "level {level}: {line}"
+    );
     assert!(
         line.ends_with(&format!("{prefix}{words}")),
         "expected …{prefix}{words}\n     got {line}"
@@ -149,7 +152,10 @@ fn subscription_violation_names_subject_queue_and_sid() {
     bob.expect_err("Permissions Violation for Subscription to \"denied.y\"");
     bob.send(b"SUB denied.z q 8\r\n");
     bob.expect_err("Permissions Violation for Subscription to \"denied.z\" using queue \"q\"");
-    let plain = wait_line(&server, "Subscription Violation - User \"bob\", Subject \"denied.y\"");
+    let plain = wait_line(
+        &server,
+        "Subscription Violation - User \"bob\", Subject \"denied.y\"",
+    );
     assert_line(
         &plain,
         "ERR",
@@ -217,7 +223,9 @@ fn a_slow_consumer_is_logged_with_its_name() {
         return;
     };
     let mut stuck = RawConn::connect_small_rcvbuf(server.port(), 4096);
-    stuck.send_connect(&format!(r#"{{"verbose":false,"pedantic":false,{CLIENT_FIELDS}}}"#));
+    stuck.send_connect(&format!(
+        r#"{{"verbose":false,"pedantic":false,{CLIENT_FIELDS}}}"#
+    ));
     stuck.send(b"SUB sc 1\r\n");
     stuck.expect_open();
     let expected = prefix(&stuck);
@@ -252,8 +260,7 @@ fn trace_has_nats_server_shape() {
     let server = start("", &["-V"]);
     let mut conn = RawConn::connect(server.port());
     let label = format!("{} - cid:{}", conn.local_addr(), conn.client_id());
-    let connect =
-        format!(r#"{{"verbose":false,"pedantic":false,"headers":true,{CLIENT_FIELDS}}}"#);
+    let connect = format!(r#"{{"verbose":false,"pedantic":false,"headers":true,{CLIENT_FIELDS}}}"#);
     conn.send_connect(&connect);
     conn.send(b"SUB foo 1\r\n");
     conn.expect_open();
@@ -311,14 +318,19 @@ fn no_secret_reaches_a_debug_trace_log() {
     bob.expect_err("Permissions Violation for Publish to \"denied.x\"");
     wait_line(&server, "Publish Violation");
     let line = wait_line(&server, "authentication error");
-    assert!(line.ends_with("authentication error - User \"a\""), "{line}");
+    assert!(
+        line.ends_with("authentication error - User \"a\""),
+        "{line}"
+    );
     let log = server.log();
     for secret in secrets.iter().chain(&["bob-pass"]) {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
     let trace = wait_line(&server, "<<- [CONNECT {\"verbose\":false,\"user\":\"a\"");
     assert!(
-        trace.contains(r#""pass":"[REDACTED]","auth_token":"[REDACTED]","sig":"[REDACTED]","jwt":"[REDACTED]""#),
+        trace.contains(
+            r#""pass":"[REDACTED]","auth_token":"[REDACTED]","sig":"[REDACTED]","jwt":"[REDACTED]""#
+        ),
         "{trace}"
     );
 }
@@ -357,11 +369,16 @@ fn repeated_violations_are_rate_limited() {
             count.parse::<usize>().expect("a number")
         })
         .sum();
-    assert_eq!(logged + suppressed, REPEATS, "every violation logged or counted");
+    assert_eq!(
+        logged + suppressed,
+        REPEATS,
+        "every violation logged or counted"
+    );
 }
 
 /// What a client tried to slip into the log as a line of its own.
-const FORGED: &str = "[4242] 2026/12/07 00:00:00.000000 [ERR] Reloaded server configuration: auth disabled";
+const FORGED: &str =
+    "[4242] 2026/12/07 00:00:00.000000 [ERR] Reloaded server configuration: auth disabled";
 
 /// `-DV`: ops with an embedded newline, carriage return or other control bytes, and a client
 /// name holding a newline: no log line starts with the forged text, and the log holds no
@@ -395,10 +412,11 @@ fn a_client_cannot_forge_a_log_line() {
     // Every attempt was answered or closed: the server logged what it logs for them before.
     let log = server.log();
     for line in log.split(['\n', '\r']) {
-        assert!(!line.starts_with("[4242]"), "forged line {line:?} in:\n{log}");
+        assert!(
+            !line.starts_with("[4242]"),
+            "forged line {line:?} in:\n{log}"
+        );
     }
-    let control = log
-        .bytes()
-        .find(|&b| (b < 0x20 && b != b'\n') || b == 0x7f);
+    let control = log.bytes().find(|&b| (b < 0x20 && b != b'\n') || b == 0x7f);
     assert_eq!(control, None, "a control byte in the log:\n{log}");
 }

@@ -124,7 +124,10 @@ pub struct AuthUser<'a>(&'a Conn);
 impl fmt::Display for AuthUser<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let connect = self.0.credentials.as_deref();
-        if let Some(nkey) = connect.and_then(|c| c.nkey.as_deref()).filter(|k| !k.is_empty()) {
+        if let Some(nkey) = connect
+            .and_then(|c| c.nkey.as_deref())
+            .filter(|k| !k.is_empty())
+        {
             return write!(f, "Nkey {}", quoted(nkey.as_bytes()));
         }
         let user = match connect.and_then(|c| c.user.as_deref()) {
@@ -147,9 +150,15 @@ pub fn auth_error(conn: &Conn) {
     let connect = conn.credentials.as_deref();
     let label = ClientLabel::of(conn);
     if let Some(nkey) = connect.and_then(|c| c.nkey.as_deref()) {
-        tracing::error!("{label} - authentication error - Nkey {}", quoted(nkey.as_bytes()));
+        tracing::error!(
+            "{label} - authentication error - Nkey {}",
+            quoted(nkey.as_bytes())
+        );
     } else if let Some(user) = connect.and_then(|c| c.user.as_deref()) {
-        tracing::error!("{label} - authentication error - User {}", quoted(user.as_bytes()));
+        tracing::error!(
+            "{label} - authentication error - User {}",
+            quoted(user.as_bytes())
+        );
     } else {
         tracing::error!("{label} - authentication error");
     }
@@ -238,7 +247,9 @@ pub fn protocol_error(
         ProtocolError::PayloadTooLarge => {
             let max = limits.max_payload;
             match announced_size(rest) {
-                Some(size) => tracing::error!("{label} - maximum payload exceeded: {size} vs {max}"),
+                Some(size) => {
+                    tracing::error!("{label} - maximum payload exceeded: {size} vs {max}")
+                }
                 None => tracing::error!("{label} - maximum payload exceeded: ? vs {max}"),
             }
         }
@@ -432,7 +443,11 @@ mod tests {
         let logged = (0..100).filter(|_| limit.admit(1_000).is_some()).count();
         assert_eq!(logged, usize::try_from(LINES_PER_KIND_MAX).unwrap());
         assert_eq!(limit.admit(1_500), None, "same window");
-        assert_eq!(limit.admit(2_000), Some(91), "next window reports 90 + 1 dropped");
+        assert_eq!(
+            limit.admit(2_000),
+            Some(91),
+            "next window reports 90 + 1 dropped"
+        );
         assert_eq!(limit.admit(2_001), Some(0));
     }
 

@@ -65,7 +65,10 @@ pub fn op_in(conn: &Conn, op: &Op<'_>) {
             Blank(queue),
             escaped(sid)
         ),
-        Op::Unsub { sid, max: Some(max) } => {
+        Op::Unsub {
+            sid,
+            max: Some(max),
+        } => {
             tracing::trace!("{label} - <<- [UNSUB {} {max}]", escaped(sid));
         }
         Op::Unsub { sid, max: None } => tracing::trace!("{label} - <<- [UNSUB {}]", escaped(sid)),
@@ -112,7 +115,9 @@ pub fn msg_out(
 pub fn line_out(conn: &Conn, line: &[u8]) {
     let op = line.strip_prefix(b"+").unwrap_or(line);
     let op = op.strip_suffix(b"\r\n").unwrap_or(op);
-    let err_text = op.strip_prefix(b"-ERR '").and_then(|t| t.strip_suffix(b"'"));
+    let err_text = op
+        .strip_prefix(b"-ERR '")
+        .and_then(|t| t.strip_suffix(b"'"));
     match err_text {
         Some(text) => err_out_bytes(conn, text),
         None => tracing::trace!("{} - ->> [{}]", ClientLabel::of(conn), escaped(op)),
@@ -170,7 +175,12 @@ impl fmt::Display for RedactedConnect<'_> {
             // (U+2028 and friends, which JSON allows raw).
             let key = serde_json::to_string(&key).map_err(|_| fmt::Error)?;
             let value = serde_json::to_string(&value).map_err(|_| fmt::Error)?;
-            write!(f, "{}:{}", escaped(key.as_bytes()), escaped(value.as_bytes()))?;
+            write!(
+                f,
+                "{}:{}",
+                escaped(key.as_bytes()),
+                escaped(value.as_bytes())
+            )?;
         }
         f.write_str("}")
     }

@@ -180,7 +180,10 @@ pub(super) fn log_close(conn: &Conn, reason: CloseReason, limits: &Limits) {
             crate::logging::client::slow_consumer_deadline(conn, limits.write_deadline, pending)
         }
         CloseReason::StaleConnection => {
-            tracing::debug!("{} - Stale Client Connection - Closing", ClientLabel::of(conn))
+            tracing::debug!(
+                "{} - Stale Client Connection - Closing",
+                ClientLabel::of(conn)
+            )
         }
         _ => {}
     }

@@ -182,6 +182,14 @@ impl TlsRawConn {
         self.tls.flush().expect("flush TLS");
     }
 
+    /// Writes all bytes (encrypted), each write giving up after `within` without progress;
+    /// `Err` once the server closed, reset or stopped taking bytes.
+    pub fn try_send(&mut self, bytes: &[u8], within: Duration) -> io::Result<()> {
+        self.tls.sock.set_write_timeout(Some(within))?;
+        self.tls.write_all(bytes)?;
+        self.tls.flush()
+    }
+
     /// Writes raw bytes on the TCP socket underneath TLS (to corrupt the record stream).
     pub fn send_raw_tcp(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.tls.sock.write_all(bytes)

@@ -135,8 +135,7 @@ struct Users {
 /// itself when there is no index.
 fn login_as(opts: &ConnectOptions, index: Option<usize>) -> ConnectOptions {
     let mut opts = opts.clone();
-    if let (Some(index), Credentials::UserPassword { user, .. }) = (index, &mut opts.credentials)
-    {
+    if let (Some(index), Credentials::UserPassword { user, .. }) = (index, &mut opts.credentials) {
         user.push_str(&index.to_string());
     }
     opts
