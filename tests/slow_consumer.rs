@@ -197,3 +197,197 @@ fn fan_in_holds_publishers_back_instead_of_dropping_the_subscriber_nats_server()
         scenario_fan_in_holds_publishers_back(server.port());
     }
 }
+
+// ---- one subscriber stops reading, another keeps reading -----------------------------------
+
+/// `max_pending` and `write_deadline` of the issue's run: the stuck subscriber is cut either
+/// way, and the healthy one must not be cut with it.
+const STUCK_CONFIG: &str = "max_pending: 1048576\nmax_payload: 65536\nwrite_deadline: \"2s\"";
+/// Small messages, as in the issue: one op at a time adds little to a subscriber's pending
+/// bytes, so a publisher that is let through an op at a time fills nobody.
+const STUCK_MESSAGES: usize = 400_000;
+const STUCK_PAYLOAD: usize = 16;
+/// The healthy subscriber sleeps 1 ms every this many messages: at most about 8 MB/s, slower
+/// than the publisher, so the publisher waits for it too.
+const HEALTHY_PAUSE_EVERY: usize = 256;
+
+/// Connects (with `connect`) until the connection lands on `shard` of `shards`.
+fn connect_on_shard(shards: usize, shard: u64, connect: impl Fn() -> RawConn) -> RawConn {
+    for _ in 0..64 {
+        let conn = connect();
+        if conn.client_id() % shards as u64 == shard {
+            return conn;
+        }
+    }
+    panic!("no connection landed on shard {shard} of {shards}");
+}
+
+/// One publisher, two subscribers on one subject; one subscriber (a tiny receive buffer) never
+/// reads. The other reads every message, slower than the publisher writes, so the
+/// publisher is held back for it too. The healthy subscriber must get every message in order
+/// and stay open; the stuck one must be closed as a slow consumer. With `shards` 2 the
+/// publisher is on the other shard than the subscribers (`healthy_with_publisher` puts the
+/// healthy one on the publisher's shard). Returns the client ids of the healthy and the stuck
+/// subscriber.
+fn scenario_stuck_subscriber(port: u16, shards: usize, healthy_with_publisher: bool) -> (u64, u64) {
+    let sub_shard = 0;
+    let pub_shard = (shards as u64 - 1).min(1);
+    let healthy_shard = if healthy_with_publisher {
+        pub_shard
+    } else {
+        sub_shard
+    };
+    let mut stuck = connect_on_shard(shards, sub_shard, || {
+        RawConn::connect_small_rcvbuf(port, 4096)
+    });
+    stuck.send_connect(r#"{"verbose":false,"pedantic":false}"#);
+    stuck.send(b"SUB stuck 1\r\n");
+    stuck.ping_pong();
+    let mut healthy = connect_on_shard(shards, healthy_shard, || RawConn::connect(port));
+    healthy.send_connect(r#"{"verbose":false,"pedantic":false}"#);
+    healthy.send(b"SUB stuck 1\r\n");
+    healthy.ping_pong();
+    let mut publisher = connect_on_shard(shards, pub_shard, || RawConn::connect(port));
+    publisher.send_connect(r#"{"verbose":false,"pedantic":false}"#);
+    publisher.ping_pong();
+    let (healthy_cid, stuck_cid) = (healthy.client_id(), stuck.client_id());
+
+    let writer = std::thread::spawn(move || {
+        let mut batch = Vec::new();
+        for seq in 0..STUCK_MESSAGES {
+            batch.extend_from_slice(
+                format!("PUB stuck {STUCK_PAYLOAD}\r\n{seq:016}\r\n").as_bytes(),
+            );
+            if batch.len() >= 256 * 1024 {
+                publisher.send(&batch);
+                batch.clear();
+            }
+        }
+        publisher.send(&batch);
+        publisher
+    });
+    read_sequence(&mut healthy);
+    healthy.expect_open();
+    let mut publisher = writer.join().expect("publisher thread");
+    publisher.expect_open();
+    let drained = stuck.drain_until_closed(common::TIMEOUT);
+    assert!(
+        drained < STUCK_MESSAGES * STUCK_PAYLOAD / 2,
+        "the stuck subscriber was not cut: it got {drained} bytes"
+    );
+    (healthy_cid, stuck_cid)
+}
+
+/// Reads `STUCK_MESSAGES` MSGs and checks that their payloads count up from 0, slower than the
+/// publisher writes. Parses in place and slows down by sleeping, so it needs little CPU: one
+/// that burnt a tenth of a core to free a 64 KiB segment of its socket buffer looked stuck on
+/// a loaded machine that gave it less.
+fn read_sequence(healthy: &mut RawConn) {
+    let deadline = std::time::Instant::now() + LOAD_TIME_MAX;
+    let mut data = Vec::new();
+    let mut at = 0;
+    let mut seq = 0;
+    while seq < STUCK_MESSAGES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the healthy subscriber got {seq} of {STUCK_MESSAGES} in {LOAD_TIME_MAX:?}"
+        );
+        data.drain(..at);
+        at = 0;
+        healthy.read_chunk(&mut data);
+        while let Some(eol) = memchr::memmem::find(&data[at..], b"\r\n") {
+            let line = &data[at..at + eol];
+            if line == b"PING" {
+                healthy.send(b"PONG\r\n");
+                at += eol + 2;
+                continue;
+            }
+            let expected = format!("MSG stuck 1 {STUCK_PAYLOAD}");
+            assert_eq!(
+                common::show(line),
+                expected,
+                "the healthy subscriber's line"
+            );
+            let body = at + eol + 2;
+            if data.len() < body + STUCK_PAYLOAD + 2 {
+                break;
+            }
+            let got: usize = std::str::from_utf8(&data[body..body + STUCK_PAYLOAD])
+                .expect("tag")
+                .parse()
+                .expect("sequence");
+            assert_eq!(
+                got, seq,
+                "the healthy subscriber lost or reordered messages"
+            );
+            at = body + STUCK_PAYLOAD + 2;
+            seq += 1;
+            if seq % HEALTHY_PAUSE_EVERY == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if seq == STUCK_MESSAGES {
+                assert_eq!(at, data.len(), "more than was published");
+                break;
+            }
+        }
+    }
+}
+
+/// The server's slow-consumer lines about client `cid`.
+fn slow_consumer_lines(log: &str, cid: u64) -> Vec<&str> {
+    let tags = [format!("cid:{cid} "), format!("cid:{cid}-")];
+    log.lines()
+        .filter(|line| line.contains("Slow Consumer Detected"))
+        .filter(|line| tags.iter().any(|tag| line.contains(tag.as_str())))
+        .collect()
+}
+
+fn stuck_subscriber_on_shards(shards: usize, healthy_with_publisher: bool) {
+    let server = Server::start_with(common::ServerOpts {
+        config_extra: STUCK_CONFIG.to_owned(),
+        shards,
+        // Debug lines (a subscriber found stuck) go with the log a failure prints.
+        args: vec!["-D".into()],
+    });
+    let (healthy, stuck) = scenario_stuck_subscriber(server.port(), shards, healthy_with_publisher);
+    let log = server.log();
+    assert_eq!(
+        slow_consumer_lines(&log, healthy),
+        Vec::<&str>::new(),
+        "the healthy subscriber (cid {healthy}) was closed as a slow consumer"
+    );
+    // Having drained nothing for a whole stall window, the stuck subscriber stalls the
+    // publisher no more: the publisher's messages fill it to max_pending. (Letting the
+    // publisher through an op at a time for it instead feeds it a message at a time until the
+    // write deadline, and its subscribers starve meanwhile.)
+    let lines = slow_consumer_lines(&log, stuck);
+    assert!(
+        lines.len() == 1 && lines[0].contains("MaxPending"),
+        "the stuck subscriber (cid {stuck}) was not filled to max_pending and cut: {lines:?}\n{log}"
+    );
+}
+
+#[test]
+fn a_stuck_subscriber_is_cut_and_the_healthy_one_gets_everything() {
+    stuck_subscriber_on_shards(1, false);
+}
+
+#[test]
+fn a_stuck_subscriber_is_cut_and_the_healthy_one_gets_everything_across_shards() {
+    stuck_subscriber_on_shards(2, false);
+}
+
+#[test]
+fn a_stuck_subscriber_on_another_shard_does_not_hold_the_publishers_shard() {
+    stuck_subscriber_on_shards(2, true);
+}
+
+#[test]
+fn a_stuck_subscriber_is_cut_and_the_healthy_one_gets_everything_nats_server() {
+    if let Some(server) = common::start_nats_server(STUCK_CONFIG, &[]) {
+        let (healthy, stuck) = scenario_stuck_subscriber(server.port(), 1, false);
+        let log = server.output();
+        assert!(slow_consumer_lines(&log, healthy).is_empty(), "{log}");
+        assert_eq!(slow_consumer_lines(&log, stuck).len(), 1, "{log}");
+    }
+}

@@ -102,14 +102,17 @@ impl Default for ConnFlags {
 #[derive(Clone, Copy, Debug)]
 pub struct Stall {
     pub on: StallOn,
+    /// When the current stall window ends (see `shard/stall.rs`).
     pub until: Instant,
 }
 
 /// What a stalled publisher waits for.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum StallOn {
-    /// A subscriber on this shard (its slot and client id) to drain below half its limit.
-    Subscriber { slot: u32, cid: u64 },
+    /// A subscriber on this shard (its slot and client id) to drain below half its limit;
+    /// `delivered` is how many bytes its peer had received when the current stall window
+    /// began.
+    Subscriber { slot: u32, cid: u64, delivered: u64 },
     /// Another shard to take most of what this shard queued for it: that shard stops taking
     /// while a subscriber there is past half its limit.
     Peer(crate::shard::ShardId),
@@ -196,6 +199,9 @@ pub struct Conn {
     pub expires: Option<Instant>,
     /// This publisher waits for a subscriber to drain (fast-producer stall).
     pub stall: Option<Stall>,
+    /// As a subscriber: `out.written()` when it was found to have drained nothing during a
+    /// whole stall window. Until a send of it completes again, it stalls no one (`is_stuck`).
+    pub stuck_at: Option<u64>,
     /// The last CONNECT's options, to re-check the credentials after a reload.
     pub credentials: Option<Box<crate::protocol::ConnectOptions>>,
 }
@@ -254,6 +260,7 @@ impl Conn {
             expires: None,
             credentials: None,
             stall: None,
+            stuck_at: None,
         }
     }
 
@@ -314,6 +321,13 @@ impl Conn {
         if let Some(wanted) = self.check_wanted.take() {
             wanted.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Whether this subscriber drained nothing during a whole stall window and has not
+    /// drained since: publishers that fill it are not stalled for it.
+    #[inline]
+    pub fn is_stuck(&self) -> bool {
+        self.stuck_at == Some(self.out.written())
     }
 
     /// Number of kernel operations that may still touch this connection's buffers.

@@ -26,6 +26,9 @@ pub struct OutBuf {
     sent: usize,
     /// When the send in flight was submitted; `None` when no send is in flight.
     send_started: Option<Instant>,
+    /// Bytes the kernel has accepted over the connection's life: whether a subscriber drains
+    /// at all (see `shard/stall.rs`).
+    written: u64,
 }
 
 /// A region the reactor must send; valid until the send's completion is handled.
@@ -79,6 +82,12 @@ impl OutBuf {
         self.pending_bytes() == 0
     }
 
+    /// Bytes the kernel has accepted from this buffer so far, in total.
+    #[inline]
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// When the send in flight started, if one is.
     pub fn send_started(&self) -> Option<Instant> {
         self.send_started
@@ -105,7 +114,9 @@ impl OutBuf {
     /// to send (the rest of this half, or everything pending since), if any.
     pub fn complete(&mut self, n: usize, now: Instant) -> Option<SendRegion> {
         debug_assert!(self.send_started.is_some());
-        self.sent = self.sent.saturating_add(n).min(self.inflight.len());
+        let accepted = n.min(self.inflight.len() - self.sent);
+        self.written += accepted as u64;
+        self.sent += accepted;
         if self.sent < self.inflight.len() {
             self.send_started = Some(now);
             return Some(self.region());
@@ -215,5 +226,8 @@ mod tests {
         // SAFETY-free check: the second region starts 4 bytes into the first.
         assert_eq!(second.ptr as usize - first.ptr as usize, 4);
         assert_eq!(out.pending_bytes(), 6);
+        assert_eq!(out.written(), 4);
+        assert!(out.complete(6, now).is_none());
+        assert_eq!(out.written(), 10, "every accepted byte counts once");
     }
 }

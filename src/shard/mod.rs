@@ -1158,15 +1158,12 @@ impl Shard {
                 now: self.now,
             };
             let failed = out.deliver_forwarded(local, &fwd, &mut self.rng);
-            let full = !self.over_half.is_empty();
-            if full {
-                self.hold_peer(from);
-            }
+            let held = !self.over_half.is_empty() && self.hold_peer(from);
             if !failed.is_empty() {
                 self.pass_queue_on(&fwd, &failed);
             }
             self.after_op();
-            if full {
+            if held {
                 break;
             }
         }
@@ -1697,6 +1694,19 @@ impl std::os::fd::AsFd for BorrowedFdRef {
         // SAFETY: the shard keeps the descriptor open for as long as the reference is used
         // (the borrow ends within the calling function, before any close).
         unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+/// Bytes in the socket's send queue that its peer has not acknowledged (`SIOCOUTQ`); 0 when
+/// the descriptor is not a connected socket.
+fn send_queue_len(fd: RawFd) -> u64 {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: plain ioctl on a descriptor the shard owns, writing one int we own.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 {
+        u64::try_from(queued).unwrap_or(0)
+    } else {
+        0
     }
 }
 

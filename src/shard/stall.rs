@@ -8,6 +8,13 @@
 //! Across shards the push-back is indirect: the subscriber's shard stops taking from the
 //! publisher's shard (`hold_peer`), whose queue for it then grows, and the publishing shard
 //! stalls every publisher that forwards into that queue (`stall_on_busy_peer`).
+//! Invariant (DESIGN.md 8): a publisher waits for a subscriber only while that subscriber
+//! drains. A stall lasts until the subscriber is below half its limit; it is checked once per
+//! `STALL_WINDOW`, and a subscriber that drained nothing during a whole window is stuck
+//! (`Conn::is_stuck`): it stalls no one until it drains again, so it fills to `max_pending` (or
+//! passes the write deadline) and is closed as a slow consumer, and its publishers go on at
+//! the pace of their other subscribers. A stall never ends on time alone while its subscriber
+//! drains: letting the publisher through then would fill a healthy subscriber past its limit.
 
 use std::time::{Duration, Instant};
 
@@ -26,44 +33,92 @@ pub(super) fn stall_threshold(max_pending: usize) -> usize {
 /// See `stall_threshold`.
 const STALL_PENDING_MAX: usize = 4 * 1024 * 1024;
 
-/// The longest a publisher waits for a peer shard that is behind. The peer's own holds are
-/// bounded by `stall_duration`, so it catches up well before this unless it is overloaded.
+/// How long a subscriber may drain nothing while it stalls publishers before it is taken for
+/// stuck. Long enough that a reader the scheduler leaves aside for a moment is not (before,
+/// a stall ran out after 100 us to 1 ms and let the publisher fill such a reader past its
+/// limit within milliseconds); short, since the publishers of a stuck one (and their other
+/// subscribers) wait this long once: 250 ms took the healthy subscriber of
+/// `examples/stuck_subscriber.rs` from 0.86x to 0.46x of its rate.
+const STALL_WINDOW: Duration = Duration::from_millis(100);
+
+/// The longest a publisher waits for a peer shard that is behind. The peer's holds end once
+/// their subscribers drain, or after one `STALL_WINDOW` for a stuck one, so it catches up well
+/// before this unless it is overloaded.
 const PEER_STALL_MAX: Duration = Duration::from_secs(1);
 
 /// Reads a publisher arms one at a time after a stall before it goes back to multishot recv.
 const SINGLE_READS_AFTER_STALL: u8 = 64;
 
-/// Whether the subscriber a stall or hold waits on is below `half` pending, or gone.
-fn subscriber_drained(conns: &Slab<Conn>, on: StallOn, half: usize) -> bool {
-    let StallOn::Subscriber { slot, cid } = on else {
-        return true;
-    };
-    match conns.get(slot as usize) {
-        Some(c) => c.cid != cid || !c.is_open() || c.out.pending_bytes() <= half,
-        None => true,
+/// Bytes of `conn`'s output its peer has received: what the kernel took from us, less what
+/// waits in the socket's send queue. A send completes only once the socket has room for a
+/// good part of its buffer again, which behind megabytes of socket buffer can take a slow
+/// reader longer than a window; the send queue shrinks as soon as it reads.
+fn delivered(conn: &Conn) -> u64 {
+    conn.out
+        .written()
+        .saturating_sub(super::send_queue_len(conn.fd))
+}
+
+/// The stall or hold on `StallOn::Subscriber` a subscriber starts now.
+fn stall_on_subscriber(conns: &Slab<Conn>, slot: u32, now: Instant) -> Stall {
+    let conn = &conns[slot as usize];
+    Stall {
+        on: StallOn::Subscriber {
+            slot,
+            cid: conn.cid,
+            delivered: delivered(conn),
+        },
+        until: now + STALL_WINDOW,
     }
 }
 
-/// How long a publisher waits (nats-server `stallDuration`): 100 µs at the threshold, growing
-/// by 100 µs per tenth of the threshold above it, and 1 s at `max_pending`.
-pub(super) fn stall_duration(pending: usize, max_pending: usize) -> Duration {
-    const MIN: Duration = Duration::from_micros(100);
-    const MAX: Duration = Duration::from_secs(1);
-    let threshold = stall_threshold(max_pending);
-    if pending >= max_pending {
-        return MAX;
+/// Whether a stall or hold on a subscriber is over at `now`: the subscriber is at or below
+/// `half` pending, gone, or stuck. At the end of a window, one that drained something starts
+/// the next window (the stall goes on); one that drained nothing is marked stuck.
+fn subscriber_stall_over(
+    conns: &mut Slab<Conn>,
+    stall: &mut Stall,
+    half: usize,
+    now: Instant,
+) -> bool {
+    let StallOn::Subscriber {
+        slot,
+        cid,
+        delivered: mark,
+    } = &mut stall.on
+    else {
+        return true;
+    };
+    let Some(conn) = conns.get_mut(*slot as usize) else {
+        return true;
+    };
+    if conn.cid != *cid || !conn.is_open() || conn.out.pending_bytes() <= half || conn.is_stuck() {
+        return true;
     }
-    if pending <= threshold || threshold < 10 {
-        return MIN;
+    if now < stall.until {
+        return false;
     }
-    let steps = ((pending - threshold) / (threshold / 10)) as u32;
-    (MIN + MIN * steps).min(MAX)
+    let drained_to = delivered(conn);
+    if drained_to == *mark {
+        conn.stuck_at = Some(conn.out.written());
+        tracing::debug!(
+            "{} - drained nothing for {:?} with {} bytes pending: stalls no one",
+            crate::logging::client::ClientLabel::of(conn),
+            STALL_WINDOW,
+            conn.out.pending_bytes()
+        );
+        return true;
+    }
+    *mark = drained_to;
+    stall.until = now + STALL_WINDOW;
+    false
 }
 
 impl Shard {
     /// The op just run pushed a subscriber past half its `max_pending`: this publisher stops
     /// reading (its recv is cancelled, so TCP pushes back on it) until that subscriber drains
-    /// below half, or for `stall_duration` at most. A publisher is never stalled on itself.
+    /// below half, or is found stuck. A publisher is never stalled on itself, nor on a stuck
+    /// subscriber.
     /// The rest of the read that caused the stall still runs, in place; reads that arrive
     /// after it wait in the read buffer until the stall ends. For a while after a stall the
     /// publisher's reads are armed one at a time, so that little arrives after the next one.
@@ -72,31 +127,28 @@ impl Shard {
             self.over_half.clear();
             return;
         }
-        let Some((consumer, pending)) = self.fullest_over_half(Some(slot)) else {
+        let Some(consumer) = self.fullest_over_half(Some(slot)) else {
             return;
         };
-        let cid = self.conns[consumer as usize].cid;
-        let until = self.now + stall_duration(pending, self.limits.max_pending);
-        self.stall(
-            slot,
-            StallOn::Subscriber {
-                slot: consumer,
-                cid,
-            },
-            until,
-        );
+        let stall = stall_on_subscriber(&self.conns, consumer, self.now);
+        self.stall(slot, stall.on, stall.until);
     }
 
-    /// Takes `over_half` and returns the subscriber in it (other than `except`) with the most
-    /// bytes pending, and how many.
-    fn fullest_over_half(&mut self, except: Option<u32>) -> Option<(u32, usize)> {
+    /// Takes `over_half` and returns the subscriber in it (other than `except`, and not stuck)
+    /// with the most bytes pending.
+    fn fullest_over_half(&mut self, except: Option<u32>) -> Option<u32> {
         let over_half = std::mem::take(&mut self.over_half);
         let fullest = over_half
             .iter()
             .copied()
             .filter(|&c| Some(c) != except)
-            .filter_map(|c| Some((c, self.conns.get(c as usize)?.out.pending_bytes())))
-            .max_by_key(|&(_, pending)| pending);
+            .filter_map(|c| {
+                let conn = self.conns.get(c as usize)?;
+                let waits_for = conn.is_open() && !conn.is_stuck();
+                waits_for.then(|| (c, conn.out.pending_bytes()))
+            })
+            .max_by_key(|&(_, pending)| pending)
+            .map(|(c, _)| c);
         self.over_half = over_half;
         self.over_half.clear();
         fullest
@@ -139,39 +191,37 @@ impl Shard {
     }
 
     /// A forwarded message from `from` pushed a subscriber here past half its limit: stop
-    /// taking from `from` until that subscriber drains (or `stall_duration`). The peer then
-    /// falls behind and stalls the publishers that feed us (`stall_on_busy_peer`).
-    pub(super) fn hold_peer(&mut self, from: ShardId) {
-        let Some((consumer, pending)) = self.fullest_over_half(None) else {
-            return;
-        };
-        let hold = &mut self.peer_holds[usize::from(from.0)];
-        if hold.is_none() {
-            *hold = Some(Stall {
-                on: StallOn::Subscriber {
-                    slot: consumer,
-                    cid: self.conns[consumer as usize].cid,
-                },
-                until: self.now + stall_duration(pending, self.limits.max_pending),
-            });
-            self.held_peers |= 1 << from.0;
+    /// taking from `from` until that subscriber drains below half or is found stuck (the same
+    /// rule as a stall). The peer then falls behind and stalls the publishers that feed us
+    /// (`stall_on_busy_peer`). Returns whether `from` is on hold (not when every subscriber
+    /// past half is stuck).
+    pub(super) fn hold_peer(&mut self, from: ShardId) -> bool {
+        let fullest = self.fullest_over_half(None);
+        if self.peer_holds[usize::from(from.0)].is_some() {
+            return true;
         }
+        let Some(consumer) = fullest else {
+            return false;
+        };
+        self.peer_holds[usize::from(from.0)] =
+            Some(stall_on_subscriber(&self.conns, consumer, self.now));
+        self.held_peers |= 1 << from.0;
+        true
     }
 
-    /// Ends the holds on peers whose subscriber drained, left, or whose time ran out, and
-    /// leaves the others' bits in `held_peers`.
+    /// Ends the holds on peers whose subscriber drained, left, or is stuck, and leaves the
+    /// others' bits in `held_peers`.
     pub(super) fn release_peer_holds(&mut self) {
         let half = stall_threshold(self.limits.max_pending);
         let mut held = 0;
         for (peer, hold) in self.peer_holds.iter_mut().enumerate() {
             let Some(stall) = hold else { continue };
-            let over = self.shutting_down.is_none()
-                && self.now < stall.until
-                && !subscriber_drained(&self.conns, stall.on, half);
+            let over = self.shutting_down.is_some()
+                || subscriber_stall_over(&mut self.conns, stall, half, self.now);
             if over {
-                held |= 1 << peer;
-            } else {
                 *hold = None;
+            } else {
+                held |= 1 << peer;
             }
         }
         self.held_peers = held;
@@ -189,7 +239,8 @@ impl Shard {
         }
     }
 
-    /// Lets stalled publishers go once their subscriber drained, left, or the stall ran out.
+    /// Lets stalled publishers go once their subscriber drained, left or is stuck, or their
+    /// peer caught up (or `PEER_STALL_MAX` passed).
     pub(super) fn resume_stalled(&mut self) {
         let now = std::time::Instant::now();
         let mut stalled = std::mem::take(&mut self.stalled);
@@ -199,17 +250,24 @@ impl Shard {
             let Some(conn) = self.conns.get(slot as usize) else {
                 return false;
             };
-            let Some(stall) = conn.stall else {
+            let Some(mut stall) = conn.stall else {
                 return false;
             };
-            let drained = match stall.on {
-                StallOn::Subscriber { .. } => subscriber_drained(&self.conns, stall.on, half),
-                StallOn::Peer(peer) => self.peer_queued_bytes(peer) <= half / 2,
-            };
-            if drained || now >= stall.until || !conn.is_open() {
+            let over = !conn.is_open()
+                || match stall.on {
+                    StallOn::Subscriber { .. } => {
+                        subscriber_stall_over(&mut self.conns, &mut stall, half, now)
+                    }
+                    StallOn::Peer(peer) => {
+                        now >= stall.until || self.peer_queued_bytes(peer) <= half / 2
+                    }
+                };
+            if over {
                 resumed.push(slot);
                 return false;
             }
+            // A new window may have begun.
+            self.conns[slot as usize].stall = Some(stall);
             true
         });
         self.stalled = stalled;
@@ -229,28 +287,81 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ParserLimits;
+
+    fn subscriber(conns: &mut Slab<Conn>, now: Instant, pending: usize) -> u32 {
+        let limits = ParserLimits {
+            max_control_line: 4096,
+            max_payload: 1 << 20,
+        };
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let slot = conns.insert(Conn::new(-1, 7, peer, limits, now, STALL_WINDOW * 100));
+        conns[slot].out.pending_mut().resize(pending, b'x');
+        slot as u32
+    }
+
+    /// The kernel accepts `n` bytes of the subscriber's output.
+    fn drain(conns: &mut Slab<Conn>, slot: u32, n: usize, now: Instant) {
+        let out = &mut conns[slot as usize].out;
+        if !out.is_sending() {
+            out.start_send(now);
+        }
+        out.complete(n, now);
+    }
 
     #[test]
-    fn stall_grows_from_the_threshold_to_the_limit() {
+    fn threshold_is_half_the_limit_up_to_a_cap() {
         let max = 8 * 1024 * 1024;
         assert_eq!(stall_threshold(max), max / 2);
         assert_eq!(stall_threshold(64 * 1024 * 1024), STALL_PENDING_MAX);
-        assert_eq!(stall_duration(max / 4, max), Duration::from_micros(100));
-        assert_eq!(stall_duration(max / 2 + 1, max), Duration::from_micros(100));
-        // Halfway between threshold and limit: five tenths of the threshold above it.
-        assert_eq!(
-            stall_duration(max / 2 + max / 4, max),
-            Duration::from_micros(600)
-        );
-        assert_eq!(stall_duration(max, max), Duration::from_secs(1));
-        let big = 64 * 1024 * 1024;
-        // 60 MiB over a 4 MiB threshold: 150 tenths, so 151 × 100 µs.
-        let over = big - 4 * 1024 * 1024 / 10;
-        assert_eq!(stall_duration(over, big), Duration::from_micros(15_000));
-        assert_eq!(
-            stall_duration(7, 8),
-            Duration::from_micros(100),
-            "tiny limits do not divide by 0"
-        );
+    }
+
+    #[test]
+    fn a_stall_lasts_while_the_subscriber_drains_and_ends_when_it_does_not() {
+        let start = Instant::now();
+        let half = 1000;
+        let mut conns = Slab::new();
+        let sub = subscriber(&mut conns, start, 3000);
+        let mut stall = stall_on_subscriber(&conns, sub, start);
+        assert!(!subscriber_stall_over(&mut conns, &mut stall, half, start));
+        // Drains a little each window, still over half: the publisher keeps waiting.
+        let mut now = start;
+        for _ in 0..3 {
+            drain(&mut conns, sub, 100, now);
+            now += STALL_WINDOW;
+            assert!(
+                !subscriber_stall_over(&mut conns, &mut stall, half, now),
+                "a draining subscriber is waited for"
+            );
+            assert_eq!(stall.until, now + STALL_WINDOW, "a new window began");
+        }
+        assert!(!conns[sub as usize].is_stuck());
+        // A whole window without a byte drained: stuck, the stall ends.
+        now += STALL_WINDOW;
+        assert!(subscriber_stall_over(&mut conns, &mut stall, half, now));
+        assert!(conns[sub as usize].is_stuck());
+        // It stalls no one now, even a stall begun later.
+        let mut later = stall_on_subscriber(&conns, sub, now);
+        assert!(subscriber_stall_over(&mut conns, &mut later, half, now));
+        // Until it drains again.
+        drain(&mut conns, sub, 100, now);
+        assert!(!conns[sub as usize].is_stuck());
+        let mut again = stall_on_subscriber(&conns, sub, now);
+        assert!(!subscriber_stall_over(&mut conns, &mut again, half, now));
+    }
+
+    #[test]
+    fn a_stall_ends_when_the_subscriber_drains_below_half_or_leaves() {
+        let now = Instant::now();
+        let half = 1000;
+        let mut conns = Slab::new();
+        let sub = subscriber(&mut conns, now, 1500);
+        let mut stall = stall_on_subscriber(&conns, sub, now);
+        drain(&mut conns, sub, 600, now);
+        assert!(subscriber_stall_over(&mut conns, &mut stall, half, now));
+        let other = subscriber(&mut conns, now, 1500);
+        let mut stall = stall_on_subscriber(&conns, other, now);
+        conns.remove(other as usize);
+        assert!(subscriber_stall_over(&mut conns, &mut stall, half, now));
     }
 }

@@ -330,6 +330,17 @@ impl RawConn {
         self.stream.local_addr().expect("local_addr")
     }
 
+    /// Appends to `out` what is buffered, or else the next read: for readers that parse bulk
+    /// traffic themselves. Panics on close or timeout.
+    pub fn read_chunk(&mut self, out: &mut Vec<u8>) {
+        if self.buf.is_empty() {
+            if let Err(end) = self.fill(Instant::now() + TIMEOUT) {
+                panic!("expected data, got {end:?}");
+            }
+        }
+        out.append(&mut self.buf);
+    }
+
     /// `client_id` from INFO.
     pub fn client_id(&self) -> u64 {
         self.info()["client_id"]
