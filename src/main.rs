@@ -114,7 +114,8 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     // The monitoring port is bound before the shards start, so a taken port stops the server
     // as a taken client port does; `/healthz` answers 503 until the shards are up.
     let monitor_slot = ringnats::monitor::http::SharedSlot::default();
-    let monitor_addr = match start_monitoring(&opts, &monitor_slot) {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let monitor_addr = match start_monitoring(&opts, &monitor_slot, started_rx) {
         Ok(addr) => addr,
         Err(err) => {
             tracing::error!("{err}");
@@ -134,6 +135,7 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     };
     let shared = server.shared().clone();
     let _ = monitor_slot.set(shared.clone());
+    let _ = started_tx.send(shared.clone());
     if let Some(addr) = monitor_addr {
         tracing::info!("Starting http monitor on {addr}");
     }
@@ -190,6 +192,10 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
         }
     }
     tracing::info!("Initiating Shutdown...");
+    ringnats::monitor::sys::publish_shutdown(server.shared());
+    // The shards publish it on their next turn, before they see the stop below; there is no
+    // acknowledgement to wait for, so give that turn a moment.
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let ok = server.shutdown();
     tracing::info!("Server Exiting..");
     if ok {
@@ -203,14 +209,17 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
 fn start_monitoring(
     opts: &ServerOptions,
     slot: &ringnats::monitor::http::SharedSlot,
+    started: tokio::sync::oneshot::Receiver<std::sync::Arc<ringnats::server::Shared>>,
 ) -> Result<Option<std::net::SocketAddr>, ringnats::monitor::http::MonitorError> {
-    let Some(listener) = ringnats::monitor::http::bind(opts)? else {
-        return Ok(None);
-    };
-    let addr = listener.addr;
+    let listener = ringnats::monitor::http::bind(opts)?;
+    let addr = listener.as_ref().map(|l| l.addr);
     // The thread runs until the process exits.
-    drop(ringnats::monitor::http::spawn(listener, slot.clone())?);
-    Ok(Some(addr))
+    drop(ringnats::monitor::http::spawn(
+        listener,
+        slot.clone(),
+        started,
+    )?);
+    Ok(addr)
 }
 
 /// SIGUSR1: reopens the log file, for logrotate (nats-server `ReOpenLogFile`).

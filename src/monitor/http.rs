@@ -86,10 +86,13 @@ pub fn bind(opts: &ServerOptions) -> Result<Option<MonitorListener>, MonitorErro
 /// Filled in once the shards are up; until then `/healthz` answers 503.
 pub type SharedSlot = Arc<OnceLock<Arc<Shared>>>;
 
-/// Starts the monitoring thread. `shared` is set by the caller once the server has started.
+/// Starts the monitoring thread: the HTTP endpoints (with a listener) and the system
+/// account's requests and events (once `started` delivers the running server). `shared` is
+/// set by the caller once the server has started.
 pub fn spawn(
-    listener: MonitorListener,
+    listener: Option<MonitorListener>,
     shared: SharedSlot,
+    started: tokio::sync::oneshot::Receiver<Arc<Shared>>,
 ) -> Result<std::thread::JoinHandle<()>, MonitorError> {
     std::thread::Builder::new()
         .name("monitor".into())
@@ -105,7 +108,22 @@ pub fn spawn(
                     return;
                 }
             };
-            runtime.block_on(serve(listener, shared));
+            runtime.block_on(async move {
+                let sys = async move {
+                    let Ok(shared) = started.await else {
+                        return;
+                    };
+                    if let Some(work) = shared.monitor.take_sys_receiver() {
+                        crate::monitor::sys::run(shared, work).await;
+                    }
+                };
+                match listener {
+                    Some(listener) => {
+                        tokio::join!(serve(listener, shared), sys);
+                    }
+                    None => sys.await,
+                }
+            });
         })
         .map_err(MonitorError::Thread)
 }

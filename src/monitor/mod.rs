@@ -14,11 +14,14 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod endpoints;
+pub mod events;
 pub mod gotime;
 pub mod http;
 pub mod process;
 pub mod query;
+pub mod sys;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -44,6 +47,11 @@ pub struct Monitoring {
     config_load_time: Mutex<SystemTime>,
     /// Why `/healthz` fails, when something outside the shards says so (lame-duck mode).
     health_error: Mutex<Option<String>>,
+    /// `$SYS` work from the shards to the monitoring thread, and that thread's end (taken once).
+    sys_tx: tokio::sync::mpsc::UnboundedSender<sys::SysWork>,
+    sys_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<sys::SysWork>>>,
+    /// nats-server's per-server event sequence (`server.seq` of every `$SYS` message).
+    pub event_seq: AtomicU64,
 }
 
 impl Monitoring {
@@ -55,7 +63,11 @@ impl Monitoring {
             })
             .unzip();
         let now = SystemTime::now();
+        let (sys_tx, sys_rx) = tokio::sync::mpsc::unbounded_channel();
         Monitoring {
+            sys_tx,
+            sys_rx: Mutex::new(Some(sys_rx)),
+            event_seq: AtomicU64::new(0),
             senders,
             receivers: Mutex::new(receivers),
             wakers: OnceLock::new(),
@@ -89,6 +101,33 @@ impl Monitoring {
             .unwrap_or_else(|e| e.into_inner()) = t;
     }
 
+    /// Hands `$SYS` work to the monitoring thread; never blocks (a shard calls this).
+    pub fn sys_work(&self, work: sys::SysWork) {
+        let _ = self.sys_tx.send(work);
+    }
+
+    /// The monitoring thread's end of `sys_work`; taken once.
+    pub fn take_sys_receiver(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<sys::SysWork>> {
+        self.sys_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Asks `shard` to publish a `$SYS` reply or event.
+    pub fn publish(&self, shard: ShardId, publish: sys::SysPublish) {
+        let i = usize::from(shard.0);
+        let Some(sender) = self.senders.get(i) else {
+            return;
+        };
+        let query = ShardQuery {
+            what: QueryKind::Publish(Arc::new(publish)),
+            reply: None,
+        };
+        if sender.send(query).is_ok() {
+            if let Some(waker) = self.wakers.get().and_then(|w| w.get(i)) {
+                waker.wake_always();
+            }
+        }
+    }
+
     /// Makes `/healthz` answer 503 with `error` (lame-duck mode), or ok again with `None`.
     pub fn set_health_error(&self, error: Option<String>) {
         *self.health_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
@@ -108,7 +147,7 @@ impl Monitoring {
         for (i, sender) in self.senders.iter().enumerate() {
             let query = ShardQuery {
                 what: what.clone(),
-                reply: tx.clone(),
+                reply: Some(tx.clone()),
             };
             if sender.send(query).is_err() {
                 continue;

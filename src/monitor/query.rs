@@ -16,7 +16,8 @@ use crate::shard::ShardId;
 /// One request to one shard; the answer goes to `reply`.
 pub struct ShardQuery {
     pub what: QueryKind,
-    pub reply: tokio::sync::mpsc::UnboundedSender<ShardReport>,
+    /// Where the report goes; `None` for work that reports nothing (`Publish`).
+    pub reply: Option<tokio::sync::mpsc::UnboundedSender<ShardReport>>,
 }
 
 /// What to copy out besides the totals, which every report carries.
@@ -28,6 +29,8 @@ pub enum QueryKind {
     Conns(Arc<ConnFilter>),
     /// Subscriptions for `/subsz` (and the subscription count per account for `/accountz`).
     Subs(Arc<SubFilter>),
+    /// Not a question: publish this `$SYS` reply or event (no report).
+    Publish(Arc<crate::monitor::sys::SysPublish>),
 }
 
 /// Which connections `/connz` wants, and how many from each shard.

@@ -248,6 +248,7 @@ impl Shard {
         }
         self.apply_identity(slot, identity);
         self.ok_if_verbose(slot);
+        self.sys_connect_event(slot);
     }
 
     fn refuse_connect(&mut self, slot: u32, failure: AuthFailure) {
@@ -259,6 +260,7 @@ impl Shard {
             conn.cid
         );
         crate::logging::client::auth_error(conn);
+        self.sys_auth_error_event(slot);
         self.close_with_error(
             slot,
             "Authorization Violation",

@@ -18,6 +18,7 @@ pub mod pin;
 pub mod reactor;
 mod session;
 mod stall;
+mod sys;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -773,6 +774,9 @@ impl Shard {
         }
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
+        if msg.subject.first() == Some(&b'$') {
+            self.sys_request(slot, account, &msg);
+        }
         let echo_skip = if flags.echo { None } else { Some(slot) };
         if msg.subject.starts_with(crate::account::REPLY_PREFIX) {
             let token = self.shared.replies.decode(msg.subject);

@@ -73,14 +73,21 @@ impl Shard {
             let Some(Ok(query)) = self.monitor.queries.as_ref().map(|rx| rx.try_recv()) else {
                 return;
             };
+            if let QueryKind::Publish(publish) = &query.what {
+                self.sys_publish(publish);
+                continue;
+            }
             let report = self.monitor_report(&query.what);
-            let _ = query.reply.send(report);
+            if let Some(reply) = query.reply {
+                let _ = reply.send(report);
+            }
         }
     }
 
     /// Records a connection that is going away: its traffic joins the closed totals, and it
     /// joins the closed ring (the oldest record leaves when the ring is full).
     pub(super) fn record_close(&mut self, slot: u32, reason: CloseReason) {
+        self.sys_disconnect_event(slot, reason);
         let clock = Clock::now();
         let conn = &self.conns[slot as usize];
         if matches!(
@@ -118,7 +125,7 @@ impl Shard {
         };
         self.fill_totals(&mut report);
         match what {
-            QueryKind::Totals => {}
+            QueryKind::Totals | QueryKind::Publish(_) => {}
             QueryKind::Conns(filter) => self.fill_conns(filter, &mut report),
             QueryKind::Subs(filter) => self.fill_subs(filter, &mut report),
         }
