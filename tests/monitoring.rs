@@ -440,6 +440,34 @@ fn unknown_paths_are_404_and_the_base_path_applies() {
 }
 
 #[test]
+fn healthz_fails_in_lame_duck_mode() {
+    let (daemon, http) = start_monitored(
+        &BrokerBin::ringnats(1),
+        "lame_duck_duration: 30s\nlame_duck_grace_period: 20s",
+    );
+    assert_eq!(get(http, "/healthz").status, 200);
+    daemon.signal("USR2");
+    let deadline = Instant::now() + TIMEOUT;
+    let reply = loop {
+        let reply = get(http, "/healthz");
+        if reply.status != 200 {
+            break reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz still ok in lame-duck mode"
+        );
+        // The signal is handled by another process's thread; asking again is the only way to
+        // see the change.
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(reply.status, 503);
+    let body = reply.json();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"], "lame duck mode");
+}
+
+#[test]
 fn the_m_flag_serves_monitoring() {
     let http = pick_port();
     let port_arg = http.to_string();

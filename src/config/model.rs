@@ -342,10 +342,6 @@ fn apply_entry(
         "lame_duck_grace_period" => {
             opts.lame_duck_grace_period = entry.value.expect_duration(name)?;
         }
-        "system_account" | "system" => {
-            opts.auth_sections.push((key.clone(), value.clone()));
-            opts.warnings.push(SYSTEM_ACCOUNT_WARNING.to_string());
-        }
         k if is_security_key(k) => opts.auth_sections.push((key.clone(), value.clone())),
         k if IGNORED_KEYS.contains(&k) => opts.warnings.push(format!(
             "{}: \"{name}\" is not supported by ringnats and is ignored",
@@ -430,12 +426,6 @@ fn server_name(entry: &Entry) -> Result<String, ConfigError> {
     }
     Ok(name.to_string())
 }
-
-/// What a configured system account gives here and what it does not (nats-server would also
-/// answer `$SYS.REQ.*` requests and publish `$SYS` events in it).
-const SYSTEM_ACCOUNT_WARNING: &str = "system_account: the account exists and its users can \
-    connect, and HTTP monitoring (-m/http_port) works, but ringnats has no $SYS events or \
-    requests: no $SYS.REQ.* responders, no connect/disconnect or account events";
 
 /// `lame_duck_duration`: a duration of at least 30 s (nats-server `processConfigFileLine`).
 fn lame_duck_duration(entry: &Entry) -> Result<Duration, ConfigError> {

@@ -829,9 +829,8 @@ fn lame_duck_limits_are_nats_servers() {
 }
 
 #[test]
-fn system_account_says_what_it_does_not_bring() {
+fn system_account_is_kept_for_auth_without_a_warning() {
     let opts = load("accounts { SYS { users [{user: s, password: s}] } }\nsystem_account: SYS");
-    assert_eq!(opts.warnings.len(), 1, "{:?}", opts.warnings);
-    assert!(opts.warnings[0].contains("no $SYS events or requests"));
+    assert!(opts.warnings.is_empty(), "{:?}", opts.warnings);
     assert!(opts.auth_section("system_account").is_some());
 }

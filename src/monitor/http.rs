@@ -329,6 +329,8 @@ async fn run_endpoint(
 async fn healthz(shared: &Arc<Shared>) -> (StatusCode, HealthStatus) {
     let error = if let Some(reason) = shared.monitor.health_error() {
         reason
+    } else if shared.lame_duck_phase() != crate::server::LameDuckPhase::Off {
+        "lame duck mode".to_string()
     } else if shared.is_shutting_down() {
         "server is shutting down".to_string()
     } else {

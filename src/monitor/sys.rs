@@ -299,7 +299,9 @@ async fn answer(
             data_reply(shared, statz)
         }
         ("SERVER", "HEALTHZ") => {
-            let ok = !shared.is_shutting_down() && shared.monitor.health_error().is_none();
+            let ok = !shared.is_shutting_down()
+                && shared.monitor.health_error().is_none()
+                && shared.lame_duck_phase() == crate::server::LameDuckPhase::Off;
             let data = if ok {
                 serde_json::json!({"status": "ok"})
             } else {
