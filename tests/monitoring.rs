@@ -375,8 +375,16 @@ fn connz_sorts_pages_and_filters() {
         (page["offset"].as_u64(), page["limit"].as_u64()),
         (Some(1), Some(1))
     );
+    let all = get(http, "/connz?sort=cid").json();
+    let cids: Vec<u64> = all["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cid"].as_u64().unwrap())
+        .collect();
+    assert!(cids.windows(2).all(|w| w[0] < w[1]), "ascending: {cids:?}");
     assert_eq!(
-        page["connections"][0]["name"], "cli-b",
+        page["connections"][0]["cid"], cids[1],
         "the second by client id"
     );
     let only_b = get(http, "/connz?auth=1&acc=B").json();
