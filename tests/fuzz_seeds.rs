@@ -155,3 +155,22 @@ fn config_seeds_load_or_are_refused_without_panicking() {
     assert!(loaded >= 4, "only {loaded} config seeds load");
     assert!(refused >= 2, "only {refused} config seeds are refused");
 }
+
+#[test]
+fn jwt_seeds_decode_or_are_refused_without_panicking() {
+    let seeds = seeds("jwt");
+    assert!(seeds.len() >= 6, "only {} jwt seeds", seeds.len());
+    let (mut accepted, mut refused) = (0, 0);
+    for (name, data) in &seeds {
+        ringnats::auth::jwt::fuzz_decode(data);
+        match ringnats::auth::jwt::decode(&String::from_utf8_lossy(data)) {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                println!("jwt seed {name}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(accepted >= 4, "only {accepted} jwt seeds decode");
+    assert!(refused >= 2, "only {refused} jwt seeds are refused");
+}

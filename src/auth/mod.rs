@@ -12,6 +12,7 @@
 //! [`AuthFailure`] carries none.
 
 pub mod accounts;
+pub mod jwt;
 mod load;
 pub mod nkey;
 pub mod tls_map;

@@ -1,0 +1,552 @@
+//! The claims of NATS JWT v2 (operator, account, user) as serde types, shaped like the nats-io/jwt
+//! v2 Go structs so that decoding accepts and refuses what Go's `json.Unmarshal` does.
+//!
+//! Cold: decoded once per JWT seen (then cached by the verifier), encoded by `ringnats jwt`.
+//! Invariants: an absent or `null` field takes Go's zero value (so an absent `subs` is 0, not
+//! "unlimited", as in nats-server); a field of the wrong JSON type is an error; unknown fields
+//! are ignored. Serialisation leaves out what Go's `omitempty` leaves out, in Go's field order.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserializer};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+
+/// nats-io/jwt `NoLimit`.
+pub const NO_LIMIT: i64 = -1;
+
+/// `{"allow": [..], "deny": [..]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Permission {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub allow: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub deny: Vec<String>,
+}
+
+impl Permission {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// `resp`: allow_responses. `ttl` is in nanoseconds (Go `time.Duration`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ResponsePermission {
+    #[serde(default, deserialize_with = "null_default")]
+    pub max: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub ttl: i64,
+}
+
+/// `{"start": "HH:MM:SS", "end": "HH:MM:SS"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct TimeRange {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub start: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub end: String,
+}
+
+/// `pub`, `sub`, `resp`: the user permissions (also an account's `default_permissions`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PermissionClaims {
+    #[serde(rename = "pub", default, deserialize_with = "null_default")]
+    pub publish: Permission,
+    #[serde(rename = "sub", default, deserialize_with = "null_default")]
+    pub subscribe: Permission,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp: Option<ResponsePermission>,
+}
+
+impl PermissionClaims {
+    pub fn is_empty(&self) -> bool {
+        self.publish.is_empty() && self.subscribe.is_empty() && self.resp.is_none()
+    }
+}
+
+/// nats-io/jwt `UserPermissionLimits`: what a user JWT carries and a scoped signing key's
+/// template replaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UserPermissionLimits {
+    #[serde(flatten)]
+    pub permissions: PermissionClaims,
+    /// CIDRs; older tokens wrote a comma-separated string.
+    #[serde(
+        default,
+        deserialize_with = "cidr_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub src: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub times: Vec<TimeRange>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub times_location: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub subs: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub data: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub payload: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub bearer_token: bool,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub allowed_connection_types: Vec<String>,
+}
+
+impl UserPermissionLimits {
+    /// nats-io/jwt `HasEmptyPermissions`: what a user signed by a scoped key must look like.
+    pub fn is_empty(&self) -> bool {
+        *self == UserPermissionLimits::default()
+    }
+
+    /// Unlimited limits, as nats-io/jwt `NewUserClaims` and `NewUserScope` start.
+    pub fn unlimited() -> UserPermissionLimits {
+        UserPermissionLimits {
+            subs: NO_LIMIT,
+            data: NO_LIMIT,
+            payload: NO_LIMIT,
+            ..UserPermissionLimits::default()
+        }
+    }
+}
+
+/// `nats` of a user JWT.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UserClaims {
+    #[serde(flatten)]
+    pub limits: UserPermissionLimits,
+    /// Set when `iss` is one of the account's signing keys.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub issuer_account: String,
+    #[serde(flatten)]
+    pub generic: GenericFields,
+}
+
+/// `tags`, `type`, `version`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GenericFields {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub tags: Vec<String>,
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub kind: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub version: i64,
+}
+
+/// `nats.limits` of an account JWT (JetStream limits are read and ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct AccountLimits {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub subs: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub data: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub payload: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub imports: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub exports: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub wildcards: bool,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub disallow_bearer: bool,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub conn: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub leaf: i64,
+}
+
+impl AccountLimits {
+    /// As nats-io/jwt `NewAccountClaims` starts: everything unlimited, wildcard exports allowed.
+    pub fn unlimited() -> AccountLimits {
+        AccountLimits {
+            subs: NO_LIMIT,
+            data: NO_LIMIT,
+            payload: NO_LIMIT,
+            imports: NO_LIMIT,
+            exports: NO_LIMIT,
+            wildcards: true,
+            disallow_bearer: false,
+            conn: NO_LIMIT,
+            leaf: NO_LIMIT,
+        }
+    }
+}
+
+/// One entry of an account's `signing_keys`: a key, or a scoped key with a user template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SigningKey {
+    Plain(String),
+    Scoped(Box<UserScope>),
+}
+
+impl SigningKey {
+    pub fn key(&self) -> &str {
+        match self {
+            SigningKey::Plain(k) => k,
+            SigningKey::Scoped(s) => &s.key,
+        }
+    }
+}
+
+/// nats-io/jwt `UserScope` (`kind: "user_scope"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UserScope {
+    pub kind: String,
+    pub key: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub role: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub template: UserPermissionLimits,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub description: String,
+}
+
+/// nats-io/jwt `UserScopeType`.
+pub const USER_SCOPE_KIND: &str = "user_scope";
+
+impl<'de> Deserialize<'de> for SigningKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Plain(String),
+            Scoped(serde_json::Map<String, serde_json::Value>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Plain(k) => Ok(SigningKey::Plain(k)),
+            Raw::Scoped(map) => {
+                if map.get("kind").and_then(|k| k.as_str()) != Some(USER_SCOPE_KIND) {
+                    return Err(de::Error::custom("unknown signing key scope"));
+                }
+                let scope: UserScope = serde_json::from_value(serde_json::Value::Object(map))
+                    .map_err(de::Error::custom)?;
+                Ok(SigningKey::Scoped(Box::new(scope)))
+            }
+        }
+    }
+}
+
+impl Serialize for SigningKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SigningKey::Plain(k) => s.serialize_str(k),
+            SigningKey::Scoped(scope) => scope.serialize(s),
+        }
+    }
+}
+
+/// `nats` of an account JWT.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct AccountClaims {
+    /// Kept as JSON: exports/imports from account JWTs are not applied yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imports: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exports: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub limits: AccountLimits,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub signing_keys: Vec<SigningKey>,
+    /// User public key (or `*`) -> Unix time; users issued at or before it are revoked.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub revocations: BTreeMap<String, i64>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub default_permissions: PermissionClaims,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mappings: Option<serde_json::Value>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub description: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub info_url: String,
+    #[serde(flatten)]
+    pub generic: GenericFields,
+}
+
+/// `nats` of an operator JWT.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OperatorClaims {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub signing_keys: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub account_server_url: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub operator_service_urls: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub system_account: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub assert_server_version: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub strict_signing_key_usage: bool,
+    #[serde(flatten)]
+    pub generic: GenericFields,
+}
+
+/// nats-io/jwt `ClaimsData` (field order as Go marshals it; `jti` is a hash over this alone).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ClaimsData {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub aud: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub exp: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub jti: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub iat: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub iss: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub name: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub nbf: i64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub sub: String,
+}
+
+/// A whole payload: the common claims and the `nats` part of type `T`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct Payload<T> {
+    #[serde(flatten)]
+    pub data: ClaimsData,
+    #[serde(default)]
+    pub nats: T,
+}
+
+/// The top-level fields of a v1 token that v2 moved under `nats` (nats-io/jwt
+/// `v1ClaimsDataDeletedFields`): a non-empty top-level `type` marks a v1 token.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct V1Fields {
+    #[serde(rename = "type", default, deserialize_with = "null_default")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub issuer_account: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub nats: NatsGeneric,
+}
+
+/// Just `nats.type` and `nats.version`, to pick the claim type (nats-io/jwt `identifier`).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct NatsGeneric {
+    #[serde(rename = "type", default, deserialize_with = "null_default")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub version: i64,
+}
+
+/// Go's `json.Unmarshal` leaves a field at its zero value for `null`.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// nats-io/jwt `CIDRList.UnmarshalJSON`: an array of strings, or one comma-separated string
+/// (lower-cased, trimmed, empty entries dropped).
+fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Raw::List(list)) => list,
+        Some(Raw::Text(text)) => {
+            let mut out: Vec<String> = Vec::new();
+            for part in text.to_lowercase().split(',') {
+                let part = part.trim();
+                if !part.is_empty() && !out.iter().any(|p| p == part) {
+                    out.push(part.to_string());
+                }
+            }
+            out
+        }
+    })
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
