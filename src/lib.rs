@@ -11,8 +11,8 @@
 //! - [`shard`] is one thread per core: its io_uring reactor, its connections and subscriptions,
 //!   and the mesh of SPSC rings to the other shards (hot).
 //! - [`conn`] is one client connection's state and its batched output buffer.
-//! - [`auth`] turns a CONNECT (token, user/password, nkey, certificate) into a
-//!   `ClientIdentity`; [`perms`] is the compiled permissions and their per-connection cache
+//! - [`auth`] turns a CONNECT (token, user/password, nkey, certificate, a user JWT in operator
+//!   mode) into a `ClientIdentity`; [`perms`] is the compiled permissions and their per-connection cache
 //!   (hot); [`tls`] drives rustls over byte buffers inside the reactor; [`account`] routes
 //!   service-import replies between accounts; [`blocking`] runs bcrypt off the shards (cold).
 //! - [`server`] starts the shards and is the control plane (signals, reload, shutdown);

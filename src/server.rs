@@ -215,6 +215,22 @@ impl Shared {
         self.server_info(snapshot, client_id, peer, nonce).to_json()
     }
 
+    /// [`Shared::info_json`] advertising `max_payload` when a JWT lowered it for this client.
+    pub fn info_json_with_max_payload(
+        &self,
+        snapshot: &Snapshot,
+        client_id: u64,
+        peer: &SocketAddr,
+        nonce: Option<&str>,
+        max_payload: Option<usize>,
+    ) -> Vec<u8> {
+        let mut info = self.server_info(snapshot, client_id, peer, nonce);
+        if let Some(max) = max_payload {
+            info.max_payload = i64::try_from(max).unwrap_or(i64::MAX);
+        }
+        info.to_json()
+    }
+
     fn server_info(
         &self,
         snapshot: &Snapshot,

@@ -1,5 +1,5 @@
 //! The `ringnats` command line, run as a real process: `--version`, `--help`, `-t` on good and
-//! bad config files, start-up refusals (operator mode, a missing file, `--shards 0`), an
+//! bad config files, start-up refusals (a bad operator-mode config, a missing file, `--shards 0`), an
 //! `authorization` section that is enforced rather than ignored, the `-p`/`-a`/`-n` flags
 //! overriding the file, and the `keygen` / `passwd` tools.
 //!
@@ -153,21 +153,28 @@ fn bad_configs_fail_in_nats_server_too() {
 }
 
 #[test]
-fn operator_mode_is_refused_at_startup() {
-    // This build does not enforce JWT operator mode yet, so it must not start (open) when a
-    // file asks for it. Update this test when operator mode lands.
+fn bad_operator_mode_configs_are_refused_at_startup() {
+    // An operator file that does not exist: nats-server's wording, and nothing listens.
     let port = common::pick_port();
-    let text = format!("listen: 127.0.0.1:{port}\noperator: \"op.jwt\"\n");
+    let text = format!("listen: 127.0.0.1:{port}\noperator: \"op.jwt\"\nresolver: MEMORY\n");
     let conf = ConfFile::new(&text);
     let out = run(&ringnats_bin(), &["-c", conf.arg(), "--shards", "1"], b"");
     let at = format!("{}:2", conf.arg());
-    assert_fails_with(&out, &[&at, "\"operator\"", "not supported"]);
+    assert_fails_with(&out, &[&at, "error parsing operator JWT: open op.jwt"]);
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "something listens on {port} after a refused start"
     );
     let out = run(&ringnats_bin(), &["-t", "-c", conf.arg()], b"");
-    assert_fails_with(&out, &["\"operator\"", "not supported"]);
+    assert_fails_with(&out, &["error parsing operator JWT"]);
+    // The full resolver is not implemented yet: refused with a clear message, never run open.
+    let text = format!(
+        "listen: 127.0.0.1:{port}\ntrusted_keys: [OCFIRY65OQE7DFP5KLNS2PF2LVZMUZYJX4OZIEQ36N2IQANUB5XVYOCS]\n\
+         resolver: {{ type: full, dir: \"jwt\" }}\n"
+    );
+    let conf = ConfFile::new(&text);
+    let out = run(&ringnats_bin(), &["-c", conf.arg(), "--shards", "1"], b"");
+    assert_fails_with(&out, &["resolver", "not supported yet", "resolver: MEMORY"]);
 }
 
 /// Starts `bin` with `authorization { user, password }` and checks it does not run open: a

@@ -13,7 +13,7 @@ use crate::auth::accounts::{self, AccountDef, ImportTable};
 use crate::auth::user_pass::{Secret, is_bcrypt};
 use crate::auth::{
     AUTH_TIMEOUT_DEFAULT, AuthConfig, CliAuth, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT,
-    GLOBAL_ACCOUNT_ID, User, nkey,
+    GLOBAL_ACCOUNT_ID, User, nkey, operator,
 };
 use crate::config::{ConfigError, Entry, Pos, ServerOptions, Value};
 use crate::perms::Permissions;
@@ -44,9 +44,11 @@ pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, C
         system_account: 0,
         verify_and_map: false,
         warnings: Vec::new(),
+        operator: None,
     };
     cfg.account_ids
         .insert(GLOBAL_ACCOUNT.into(), GLOBAL_ACCOUNT_ID);
+    let operator_settings = operator::parse_settings(opts)?;
     let mut parsed = Vec::new();
     if let Some(value) = opts.auth_section("accounts") {
         parsed.extend(load_accounts(&mut cfg, value)?);
@@ -56,6 +58,14 @@ pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, C
     }
     apply_cli(&mut cfg, cli)?;
     register_users(&mut cfg, parsed)?;
+    if let Some(settings) = operator_settings {
+        check_operator_exclusive(&cfg, opts, cli)?;
+        let (mode, system) = operator::build(settings, &mut cfg.accounts, &mut cfg.account_ids)?;
+        cfg.operator = Some(mode);
+        cfg.system_account = system;
+        cfg.imports = ImportTable::new(&cfg.accounts);
+        return Ok(cfg);
+    }
     resolve_system_account(&mut cfg, opts)?;
     resolve_no_auth_user(&mut cfg, opts)?;
     warn_plaintext(&mut cfg);
@@ -384,6 +394,49 @@ fn warn_plaintext(cfg: &mut AuthConfig) {
     if single || listed {
         cfg.warnings.push(PLAINTEXT_WARNING.to_string());
     }
+}
+
+/// In operator mode no other method may be configured (nats-server `validateTrustedOperators`
+/// and `validateNoAuthUser` wording; nats-server ignores a token or single user there, we refuse
+/// them so a config never believes it is protected by one).
+fn check_operator_exclusive(
+    cfg: &AuthConfig,
+    opts: &ServerOptions,
+    cli: &CliAuth,
+) -> Result<(), ConfigError> {
+    if let Some(v) = opts.auth_section("accounts") {
+        return Err(v.error(
+            "accounts",
+            "operators do not allow Accounts to be configured directly",
+        ));
+    }
+    let authorization = opts.auth_section("authorization");
+    let refuse = |msg: &str| match authorization {
+        Some(v) => v.error("authorization", msg),
+        None => ConfigError::Flag {
+            flag: "--user/--auth",
+            msg: msg.to_string(),
+        },
+    };
+    if !cfg.users.is_empty() || !cfg.nkeys.is_empty() {
+        return Err(refuse(
+            "operators do not allow users to be configured directly",
+        ));
+    }
+    if cfg.token.is_some() || cfg.single_user.is_some() || cli.user.is_some() {
+        return Err(refuse(
+            "operators do not allow a token or user/password to be configured directly",
+        ));
+    }
+    if let Some(v) = opts.auth_section("no_auth_user")
+        && v.as_str().is_some_and(|s| !s.is_empty())
+    {
+        return Err(v.error(
+            "no_auth_user",
+            "no_auth_user not compatible with Trusted Operator",
+        ));
+    }
+    Ok(())
 }
 
 fn unknown_field(entry: &Entry) -> ConfigError {

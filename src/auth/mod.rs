@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod jwt;
 mod load;
 pub mod nkey;
+pub mod operator;
 pub mod tls_map;
 pub mod token;
 pub mod user_pass;
@@ -70,6 +71,9 @@ pub struct AuthConfig {
     system_account: u32,
     verify_and_map: bool,
     warnings: Vec<String>,
+    /// JWT operator mode (`operator` / `trusted_keys` with a resolver): every CONNECT needs a
+    /// user JWT, and no other method is configured.
+    operator: Option<operator::OperatorMode>,
 }
 
 /// One configured user (password, TLS-mapped or nkey).
@@ -161,6 +165,18 @@ pub struct ClientIdentity {
     pub permissions: Option<Arc<Permissions>>,
     /// `connection_deadline`: close the connection with `User Authentication Expired` then.
     pub deadline: Option<SystemTime>,
+    /// Per-connection limits from a user or account JWT (none for the other methods).
+    pub limits: ConnLimits,
+}
+
+/// Limits a JWT puts on one connection, already the smaller of the user's and the account's
+/// (nats-server `applyAccountLimits`). `None` = no limit beyond the server's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Largest payload; lowers the server's `max_payload` (a new INFO says so).
+    pub max_payload: Option<usize>,
+    /// Most subscriptions; lowers the server's `max_subscriptions`.
+    pub max_subs: Option<usize>,
 }
 
 /// Why a CONNECT was refused: for the DEBUG log only. The client always gets
@@ -191,6 +207,26 @@ pub enum AuthFailure {
     CertificateNotMapped,
     #[error("legacy account field in CONNECT")]
     LegacyAccount,
+    #[error("user JWT refused: {0}")]
+    Jwt(jwt::JwtError),
+    #[error("user JWT names an unknown account")]
+    UnknownAccount,
+    #[error("account JWT expired or not yet valid")]
+    AccountExpired,
+    #[error("user JWT issuer is not the account or one of its signing keys")]
+    UnknownIssuer,
+    #[error("user JWT signed by a scoped key sets its own permissions or limits")]
+    ScopedUserHasLimits,
+    #[error("user JWT permissions are not valid")]
+    InvalidPermissions,
+    #[error("user JWT revoked")]
+    Revoked,
+    #[error("client address not in the user JWT's src")]
+    SourceNotAllowed,
+    #[error("outside the user JWT's time windows")]
+    OutsideTimeWindow,
+    #[error("bearer token not allowed by the account")]
+    BearerNotAllowed,
 }
 
 /// Identity material from a verified client certificate (the TLS layer fills it).
@@ -242,6 +278,12 @@ impl AuthConfig {
             || self.single_user.is_some()
             || !self.users.is_empty()
             || !self.nkeys.is_empty()
+            || self.operator.is_some()
+    }
+
+    /// Operator mode, when configured.
+    pub fn operator(&self) -> Option<&operator::OperatorMode> {
+        self.operator.as_ref()
     }
 
     /// INFO `auth_required`: some method is configured and there is no `no_auth_user`.
@@ -257,7 +299,7 @@ impl AuthConfig {
 
     /// Whether INFO carries a nonce (nkey users exist).
     pub fn nonce_required(&self) -> bool {
-        !self.nkeys.is_empty()
+        !self.nkeys.is_empty() || self.operator.is_some()
     }
 
     /// `authorization.timeout`, default 2 s.
@@ -304,9 +346,24 @@ impl AuthConfig {
         cert: Option<&CertIdentity>,
         now: SystemTime,
     ) -> Verdict {
+        self.verify_from(connect, nonce, cert, None, now)
+    }
+
+    /// [`AuthConfig::verify`] knowing the client's address (for a user JWT's `src`).
+    pub fn verify_from(
+        &self,
+        connect: &ConnectOptions,
+        nonce: Option<&str>,
+        cert: Option<&CertIdentity>,
+        peer: Option<std::net::IpAddr>,
+        now: SystemTime,
+    ) -> Verdict {
         // nats-server `processConnect`: the legacy `account`/`new_account` fields are refused.
         if connect.account.is_some() || connect.new_account {
             return Verdict::Done(Err(AuthFailure::LegacyAccount));
+        }
+        if let Some(operator) = &self.operator {
+            return Verdict::Done(operator.verify(connect, nonce, peer, now));
         }
         if !self.has_auth() {
             return Verdict::Done(Ok(anonymous()));
@@ -419,6 +476,7 @@ impl User {
             user: self.name.clone(),
             permissions: self.permissions.clone(),
             deadline: self.deadline,
+            limits: ConnLimits::default(),
         }
     }
 
@@ -444,6 +502,7 @@ fn anonymous() -> ClientIdentity {
         user: String::new(),
         permissions: None,
         deadline: None,
+        limits: ConnLimits::default(),
     }
 }
 

@@ -19,6 +19,7 @@ pub(crate) fn verify(token: &Arc<Secret>, connect: &ConnectOptions) -> Verdict {
         user: String::new(),
         permissions: None,
         deadline: None,
+        limits: Default::default(),
     };
     compare(token, Some(offered), identity, AuthFailure::BadToken)
 }

@@ -56,6 +56,14 @@ pub const SECURITY_KEYS: &[&str] = &[
     "system_account",
     "system",
     "tls",
+    "operator",
+    "operators",
+    "root_operators",
+    "trusted_operators",
+    "trusted",
+    "trusted_keys",
+    "resolver",
+    "resolver_preload",
 ];
 
 /// nats-server 2.9.10 keys for subsystems ringnats does not have: accepted, warned, ignored.
@@ -221,7 +229,7 @@ impl ServerOptions {
     }
 }
 
-/// Loads a config file. Fails on operator-mode sections until they are implemented.
+/// Loads a config file. Fails on the security sections this build cannot enforce.
 pub fn load_file(path: &Path) -> Result<ServerOptions, ConfigError> {
     let map = parse_file(path)?;
     let opts = options_from_map(&map, path)?;
@@ -237,28 +245,17 @@ pub fn load_str(text: &str, origin: &Path) -> Result<ServerOptions, ConfigError>
     Ok(opts)
 }
 
-/// Security keys of JWT operator mode, which this build does not implement yet: refused, so
-/// a file that asks for operator mode never runs open.
-pub const UNSUPPORTED_SECURITY_KEYS: &[&str] = &[
-    "operator",
-    "operators",
-    "root_operators",
-    "trusted_operators",
-    "trusted",
-    "trusted_keys",
-    "resolver",
-    "account_resolver",
-    "accounts_resolver",
-    "resolver_tls",
-    "resolver_preload",
-];
+/// Security keys this build does not implement yet: refused, so a file that asks for them
+/// never runs open. (`resolver: { type: full }` is refused by `auth::operator`.)
+pub const UNSUPPORTED_SECURITY_KEYS: &[&str] =
+    &["account_resolver", "accounts_resolver", "resolver_tls"];
 
 /// Whether `key` (lower case) belongs to authentication: kept raw for `auth/`, or refused.
 pub fn is_security_key(key: &str) -> bool {
     SECURITY_KEYS.contains(&key) || UNSUPPORTED_SECURITY_KEYS.contains(&key)
 }
 
-/// Refuses options this build cannot enforce: the operator-mode sections.
+/// Refuses options this build cannot enforce (`UNSUPPORTED_SECURITY_KEYS`).
 pub fn check_supported(opts: &ServerOptions) -> Result<(), ConfigError> {
     let unsupported = opts
         .auth_sections

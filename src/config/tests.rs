@@ -581,7 +581,7 @@ fn spec_vectors_invalid() {
 }
 
 #[test]
-fn security_sections_are_kept_raw_and_operator_mode_is_refused() {
+fn security_sections_are_kept_raw_and_unsupported_ones_are_refused() {
     let text = "authorization {\n  user: a\n  password: $2a$11$abc\n}\n";
     let map = parse_str(text, origin()).unwrap();
     let opts = options_from_map(&map, origin()).unwrap();
@@ -602,7 +602,10 @@ fn security_sections_are_kept_raw_and_operator_mode_is_refused() {
             "{err}"
         );
     }
-    assert!(load_err("trusted_keys: [x]").contains("\"trusted_keys\" is not supported yet"));
+    // Operator mode is kept raw for `auth::operator`, which checks it.
+    let opts = load("trusted_keys: [x]\nresolver: MEMORY");
+    assert!(opts.auth_section("trusted_keys").is_some());
+    assert!(opts.auth_section("resolver").is_some());
 }
 
 #[test]

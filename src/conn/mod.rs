@@ -197,6 +197,9 @@ pub struct Conn {
     pub responses: Option<Box<ResponseTracker>>,
     /// `connection_deadline`: the connection is closed then.
     pub expires: Option<Instant>,
+    /// A JWT's subscription limit for this connection (the server's `max_subscriptions` still
+    /// applies when lower).
+    pub max_subs: Option<usize>,
     /// This publisher waits for a subscriber to drain (fast-producer stall).
     pub stall: Option<Stall>,
     /// As a subscriber: `out.written()` when it was found to have drained nothing during a
@@ -258,6 +261,7 @@ impl Conn {
             perm_cache: None,
             responses: None,
             expires: None,
+            max_subs: None,
             credentials: None,
             stall: None,
             stuck_at: None,

@@ -137,10 +137,11 @@ impl Shard {
         // Kept (secrets redacted from Debug) to re-check the connection after a reload, as
         // nats-server keeps a client's CONNECT options.
         conn.credentials = Some(Box::new(connect.clone()));
-        let verdict = snapshot.auth.verify(
+        let verdict = snapshot.auth.verify_from(
             connect,
             conn.nonce.as_deref(),
             conn.cert.as_ref(),
+            Some(conn.peer.ip()),
             SystemTime::now(),
         );
         match verdict {
@@ -286,6 +287,30 @@ impl Shard {
             .map(|_| Box::new(ResponseTracker::new()));
         conn.perms = identity.permissions;
         conn.expires = identity.deadline.map(|at| instant_of(at, now));
+        conn.max_subs = identity.limits.max_subs;
+        self.apply_max_payload(slot, identity.limits.max_payload);
+    }
+
+    /// A JWT's payload limit: lowers the parser's limit and tells the client with a new INFO
+    /// (nats-server sends one with the lowered `max_payload` and no nonce).
+    fn apply_max_payload(&mut self, slot: u32, limit: Option<usize>) {
+        let server_max = self.limits.max_payload;
+        let effective = limit.map_or(server_max, |l| l.min(server_max));
+        let conn = &mut self.conns[slot as usize];
+        if conn.parser.limits().max_payload == effective {
+            return;
+        }
+        conn.parser.set_max_payload(effective);
+        let snapshot = self.snapshot.clone();
+        let info = self.shared.info_json_with_max_payload(
+            &snapshot,
+            conn.cid,
+            &conn.peer,
+            None,
+            Some(effective),
+        );
+        encode::info(conn.out.pending_mut(), &info);
+        mark_dirty(&mut self.dirty, conn, slot);
     }
 
     /// After a reload: closes connections whose user is gone and gives the others their new
@@ -308,10 +333,11 @@ impl Shard {
                 }
                 continue;
             };
-            let verdict = snapshot.auth.verify(
+            let verdict = snapshot.auth.verify_from(
                 credentials,
                 conn.nonce.as_deref(),
                 conn.cert.as_ref(),
+                Some(conn.peer.ip()),
                 SystemTime::now(),
             );
             match verdict {

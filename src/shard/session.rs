@@ -78,7 +78,13 @@ impl Shard {
             self.ok_if_verbose(slot);
             return;
         }
-        if self.limits.max_subscriptions > 0 && conn.subs.len() >= self.limits.max_subscriptions {
+        let server_max =
+            (self.limits.max_subscriptions > 0).then_some(self.limits.max_subscriptions);
+        let max_subs = match (server_max, conn.max_subs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if max_subs.is_some_and(|max| conn.subs.len() >= max) {
             self.send_err(slot, "maximum subscriptions exceeded");
             return;
         }

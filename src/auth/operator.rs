@@ -1,0 +1,741 @@
+//! JWT operator mode: trusted operators, the memory resolver, and the chain check of a CONNECT
+//! that carries a user JWT (spec jwt.md §6).
+//!
+//! Cold: [`load`] runs at config load (decodes every operator and preloaded account JWT once);
+//! [`OperatorMode::verify`] once per CONNECT. A user JWT's chain (decode, issuer, scope,
+//! permissions) is checked the first time its exact bytes are seen and cached (bounded, see
+//! [`VERIFIED_USERS_MAX`]); each CONNECT then costs the nonce signature plus the time,
+//! revocation, `src` and `times` checks, which depend on the moment and the peer.
+//! Invariants: only keys of a configured operator (identity or signing key) or `trusted_keys`
+//! are trusted to sign accounts; a user is signed by its account's identity key or one of the
+//! account's signing keys (then with `issuer_account`); any failure is an [`AuthFailure`] for
+//! the debug log, never carrying a JWT, seed or signature.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ahash::AHashMap;
+
+use crate::auth::jwt::{
+    self, AccountClaims, ClaimsData, JwtError, OperatorClaims, PermissionClaims, SigningKey,
+    UserClaims, UserPermissionLimits, UserScope,
+};
+use crate::auth::nkey::PublicNkey;
+use crate::auth::{AccountDef, AuthFailure, ClientIdentity, ConnLimits};
+use crate::config::{ConfigError, Pos, ServerOptions, Value, ValueKind};
+use crate::perms::{PermissionSpec, Permissions, ResponsePermission};
+use crate::protocol::ConnectOptions;
+
+/// Verified user JWTs kept (by exact bytes). At the bound the cache is emptied: a reconnect
+/// storm of more distinct users than this pays one user-JWT signature check per CONNECT.
+pub const VERIFIED_USERS_MAX: usize = 16 * 1024;
+/// Config keys that configure operators (nats-server `operators`, `operator`, ...).
+const OPERATOR_KEYS: &[&str] = &[
+    "operator",
+    "operators",
+    "root_operators",
+    "trusted_operators",
+];
+/// Config keys for trusted operator public keys.
+const TRUSTED_KEYS: &[&str] = &["trusted", "trusted_keys"];
+/// nats-server `jwtPrefix`: a value that is not a readable file but starts so is an inline JWT.
+const INLINE_JWT_PREFIX: &str = "eyJ";
+
+/// Operator mode, compiled.
+#[derive(Debug)]
+pub struct OperatorMode {
+    /// Keys that may sign account JWTs: each operator's identity and signing keys, or
+    /// `trusted_keys`.
+    trusted_keys: Vec<String>,
+    /// Operators whose `strict_signing_key_usage` forbids signing accounts with the identity key.
+    strict_identities: Vec<String>,
+    /// Accounts by public key.
+    accounts: AHashMap<String, Arc<JwtAccount>>,
+    /// Verified user JWTs by their exact text. A std mutex: taken briefly once per JWT CONNECT
+    /// by whichever shard runs it; never on the message path.
+    #[allow(clippy::disallowed_types)]
+    verified: std::sync::Mutex<AHashMap<Box<str>, Arc<VerifiedUser>>>,
+}
+
+/// An account from the resolver, with what CONNECT needs precompiled.
+#[derive(Debug)]
+pub struct JwtAccount {
+    /// Account id in [`crate::auth::AuthConfig::accounts`].
+    pub id: u32,
+    pub key: String,
+    pub data: ClaimsData,
+    pub claims: AccountClaims,
+    default_permissions: Option<Arc<Permissions>>,
+}
+
+/// The parts of a user JWT that do not change between CONNECTs.
+#[derive(Debug)]
+struct VerifiedUser {
+    data: ClaimsData,
+    account: Arc<JwtAccount>,
+    /// After a scoped signing key's template replaced the JWT's own.
+    limits: UserPermissionLimits,
+    nkey: PublicNkey,
+    permissions: Option<Arc<Permissions>>,
+    src: Vec<Cidr>,
+    conn_limits: ConnLimits,
+}
+
+/// Raw operator-mode settings read from the config.
+pub(crate) struct OperatorSettings {
+    operators: Vec<(ClaimsData, OperatorClaims)>,
+    trusted_keys: Vec<String>,
+    preload: Vec<(String, String, Pos)>,
+    system_account: Option<(String, Pos)>,
+    /// Where `trusted_keys` or the first operator was configured, for errors.
+    pos: Pos,
+}
+
+impl OperatorMode {
+    pub fn account(&self, key: &str) -> Option<&Arc<JwtAccount>> {
+        self.accounts.get(key)
+    }
+
+    /// Checks a CONNECT in operator mode. `peer` is the client's address (for `src`).
+    pub fn verify(
+        &self,
+        connect: &ConnectOptions,
+        nonce: Option<&str>,
+        peer: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<ClientIdentity, AuthFailure> {
+        let token = connect
+            .jwt
+            .as_deref()
+            .ok_or(AuthFailure::MissingCredentials)?;
+        let now_unix = unix_seconds(now);
+        let user = self.verified_user(token)?;
+        jwt::check_times(&user.data, now_unix).map_err(AuthFailure::Jwt)?;
+        let account = &user.account;
+        jwt::check_times(&account.data, now_unix).map_err(|_| AuthFailure::AccountExpired)?;
+        if user.limits.bearer_token {
+            if account.claims.limits.disallow_bearer {
+                return Err(AuthFailure::BearerNotAllowed);
+            }
+        } else {
+            user.nkey.verify(nonce, connect.sig.as_deref())?;
+        }
+        if is_revoked(&account.claims, &user.data) {
+            return Err(AuthFailure::Revoked);
+        }
+        if !user.src.is_empty() && !peer.is_some_and(|ip| user.src.iter().any(|c| c.contains(ip))) {
+            return Err(AuthFailure::SourceNotAllowed);
+        }
+        if !allows_standard_client(&user.limits.allowed_connection_types) {
+            return Err(AuthFailure::ConnectionTypeNotAllowed);
+        }
+        let window_end = time_window_end(&user.limits, now_unix)?;
+        let deadline = [expiry(user.data.exp), expiry(account.data.exp), window_end]
+            .into_iter()
+            .flatten()
+            .min();
+        Ok(ClientIdentity {
+            account: account.id,
+            user: user.data.sub.clone(),
+            permissions: user.permissions.clone(),
+            deadline,
+            limits: user.conn_limits,
+        })
+    }
+
+    /// The cached chain check of `token`, or a fresh one.
+    fn verified_user(&self, token: &str) -> Result<Arc<VerifiedUser>, AuthFailure> {
+        if let Some(user) = self.cache().get(token) {
+            return Ok(Arc::clone(user));
+        }
+        let user = Arc::new(self.check_chain(token)?);
+        let mut cache = self.cache();
+        if cache.len() >= VERIFIED_USERS_MAX {
+            cache.clear();
+        }
+        cache.insert(token.into(), Arc::clone(&user));
+        Ok(user)
+    }
+
+    #[allow(clippy::disallowed_types)]
+    fn cache(&self) -> std::sync::MutexGuard<'_, AHashMap<Box<str>, Arc<VerifiedUser>>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is still a
+        // valid cache.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spec §6 steps 1-4: decode, account lookup, issuer, scope, permissions.
+    fn check_chain(&self, token: &str) -> Result<VerifiedUser, AuthFailure> {
+        let (data, claims) = jwt::decode_user(token).map_err(AuthFailure::Jwt)?;
+        let account_key = if claims.issuer_account.is_empty() {
+            &data.iss
+        } else {
+            &claims.issuer_account
+        };
+        let account = self
+            .accounts
+            .get(account_key)
+            .ok_or(AuthFailure::UnknownAccount)?;
+        let limits = effective_limits(&data, &claims, account)?;
+        let nkey = PublicNkey::parse(&data.sub).ok_or(AuthFailure::Jwt(JwtError::Subject))?;
+        let permissions = if limits.permissions.is_empty() {
+            account.default_permissions.clone()
+        } else {
+            Some(Arc::new(
+                compile_permissions(&limits.permissions).ok_or(AuthFailure::InvalidPermissions)?,
+            ))
+        };
+        let src = limits
+            .src
+            .iter()
+            .map(|s| Cidr::parse(s))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(AuthFailure::SourceNotAllowed)?;
+        let conn_limits = ConnLimits {
+            max_payload: min_limit(limits.payload, account.claims.limits.payload),
+            max_subs: min_limit(limits.subs, account.claims.limits.subs),
+        };
+        Ok(VerifiedUser {
+            data,
+            account: Arc::clone(account),
+            limits,
+            nkey,
+            permissions,
+            src,
+            conn_limits,
+        })
+    }
+}
+
+/// The user's permissions and limits: its own, or (signed by a scoped key) the scope's template
+/// with its `{{…}}` tags filled in (nats-server `processUserPermissionsTemplate`).
+fn effective_limits(
+    data: &ClaimsData,
+    claims: &UserClaims,
+    account: &JwtAccount,
+) -> Result<UserPermissionLimits, AuthFailure> {
+    if data.iss == account.key {
+        return Ok(claims.limits.clone());
+    }
+    // Signed by a signing key: only with `issuer_account` naming this account.
+    if claims.issuer_account != account.key {
+        return Err(AuthFailure::UnknownIssuer);
+    }
+    let key = account
+        .claims
+        .signing_keys
+        .iter()
+        .find(|k| k.key() == data.iss)
+        .ok_or(AuthFailure::UnknownIssuer)?;
+    match key {
+        SigningKey::Plain(_) => Ok(claims.limits.clone()),
+        SigningKey::Scoped(scope) => {
+            if !claims.limits.is_empty() {
+                // nats-io/jwt `ValidateScopedSigner`.
+                return Err(AuthFailure::ScopedUserHasLimits);
+            }
+            apply_template(scope, data, claims, account)
+        }
+    }
+}
+
+fn apply_template(
+    scope: &UserScope,
+    data: &ClaimsData,
+    claims: &UserClaims,
+    account: &JwtAccount,
+) -> Result<UserPermissionLimits, AuthFailure> {
+    let mut limits = scope.template.clone();
+    let fill = |list: &mut Vec<String>| -> Result<(), AuthFailure> {
+        let mut out = Vec::with_capacity(list.len());
+        for entry in list.iter() {
+            out.extend(fill_template(entry, data, claims, account)?);
+        }
+        *list = out;
+        Ok(())
+    };
+    let perms = &mut limits.permissions;
+    fill(&mut perms.publish.allow)?;
+    fill(&mut perms.publish.deny)?;
+    fill(&mut perms.subscribe.allow)?;
+    fill(&mut perms.subscribe.deny)?;
+    Ok(limits)
+}
+
+/// Expands `{{name()}}`, `{{subject()}}`, `{{account-name()}}`, `{{account-subject()}}`,
+/// `{{tag(k)}}` and `{{account-tag(k)}}` in one permission entry; a tag with several values gives
+/// several entries, a missing tag fails the user (as nats-server).
+fn fill_template(
+    entry: &str,
+    data: &ClaimsData,
+    claims: &UserClaims,
+    account: &JwtAccount,
+) -> Result<Vec<String>, AuthFailure> {
+    let Some(start) = entry.find("{{") else {
+        return Ok(vec![entry.to_string()]);
+    };
+    let end = entry[start..]
+        .find("}}")
+        .map(|e| start + e)
+        .ok_or(AuthFailure::InvalidPermissions)?;
+    let op = entry[start + 2..end].trim();
+    let values: Vec<String> = match op {
+        "name()" => vec![data.name.clone()],
+        "subject()" => vec![data.sub.clone()],
+        "account-name()" => vec![account.data.name.clone()],
+        "account-subject()" => vec![account.key.clone()],
+        _ => {
+            let (tags, key) = if let Some(k) = strip_call(op, "account-tag(") {
+                (&account.claims.generic.tags, k)
+            } else if let Some(k) = strip_call(op, "tag(") {
+                (&claims.generic.tags, k)
+            } else {
+                return Err(AuthFailure::InvalidPermissions);
+            };
+            let prefix = format!("{}:", key.to_lowercase());
+            let found: Vec<String> = tags
+                .iter()
+                .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string))
+                .collect();
+            if found.is_empty() {
+                return Err(AuthFailure::InvalidPermissions);
+            }
+            found
+        }
+    };
+    let (head, tail) = (&entry[..start], &entry[end + 2..]);
+    let mut out = Vec::new();
+    for value in values {
+        for rest in fill_template(tail, data, claims, account)? {
+            out.push(format!("{head}{value}{rest}"));
+        }
+    }
+    Ok(out)
+}
+
+fn strip_call<'a>(op: &'a str, name: &str) -> Option<&'a str> {
+    op.strip_prefix(name)?.strip_suffix(')').map(str::trim)
+}
+
+/// JWT permission claims as a compiled [`Permissions`]; an empty allow list means "allow all",
+/// as in nats-io/jwt. `resp` with `max`/`ttl` of 0 takes nats-server's defaults.
+pub fn compile_permissions(claims: &PermissionClaims) -> Option<Permissions> {
+    let allow = |list: &Vec<String>| (!list.is_empty()).then(|| list.clone());
+    let response = claims.resp.map(|resp| {
+        let defaults = ResponsePermission::default();
+        ResponsePermission {
+            max: u32::try_from(resp.max)
+                .ok()
+                .filter(|m| *m > 0)
+                .unwrap_or(defaults.max),
+            expires: u64::try_from(resp.ttl)
+                .ok()
+                .filter(|t| *t > 0)
+                .map_or(defaults.expires, Duration::from_nanos),
+        }
+    });
+    let spec = PermissionSpec {
+        publish_allow: allow(&claims.publish.allow),
+        publish_deny: claims.publish.deny.clone(),
+        subscribe_allow: allow(&claims.subscribe.allow),
+        subscribe_deny: claims.subscribe.deny.clone(),
+        response,
+    };
+    Permissions::compile(&spec).ok()
+}
+
+/// nats-server `applyAccountLimits` `minLimit`: -1 is no limit; otherwise the smaller value.
+fn min_limit(user: i64, account: i64) -> Option<usize> {
+    let limit = match (user, account) {
+        (jwt::claims::NO_LIMIT, a) => a,
+        (u, jwt::claims::NO_LIMIT) => u,
+        (u, a) => u.min(a),
+    };
+    (limit != jwt::claims::NO_LIMIT).then(|| usize::try_from(limit.max(0)).unwrap_or(0))
+}
+
+/// Revoked when the account's `revocations` has the user's key (or `*`) at or after its `iat`.
+fn is_revoked(account: &AccountClaims, user: &ClaimsData) -> bool {
+    [user.sub.as_str(), "*"]
+        .iter()
+        .filter_map(|k| account.revocations.get(*k))
+        .any(|&at| user.iat <= at)
+}
+
+fn allows_standard_client(types: &[String]) -> bool {
+    types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("STANDARD"))
+}
+
+fn expiry(exp: i64) -> Option<SystemTime> {
+    let secs = u64::try_from(exp).ok().filter(|s| *s > 0)?;
+    // nats-server arms the timer at `exp`; a connection at `now == exp` is accepted and then
+    // expires at once.
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+fn unix_seconds(now: SystemTime) -> i64 {
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// nats-server `validateTimes`: with `times`, now must fall inside one window (`HH:MM:SS`,
+/// an end before the start runs past midnight); the connection is closed at the window's end.
+/// Zones other than UTC are not supported yet: such a user is refused (fails closed).
+fn time_window_end(
+    limits: &UserPermissionLimits,
+    now_unix: i64,
+) -> Result<Option<SystemTime>, AuthFailure> {
+    if limits.times.is_empty() {
+        return Ok(None);
+    }
+    let loc = limits.times_location.as_str();
+    if !(loc.is_empty() || loc.eq_ignore_ascii_case("UTC") || loc == "Etc/UTC") {
+        return Err(AuthFailure::OutsideTimeWindow);
+    }
+    const DAY: i64 = 86_400;
+    let day_start = now_unix - now_unix.rem_euclid(DAY);
+    for range in &limits.times {
+        let (Some(start), Some(end)) = (clock_seconds(&range.start), clock_seconds(&range.end))
+        else {
+            return Err(AuthFailure::OutsideTimeWindow);
+        };
+        let start_at = day_start + start;
+        let end_at = day_start + end + if start > end { DAY } else { 0 };
+        if start_at < now_unix && end_at > now_unix {
+            let secs = u64::try_from(end_at).map_err(|_| AuthFailure::OutsideTimeWindow)?;
+            return Ok(UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
+        }
+    }
+    Err(AuthFailure::OutsideTimeWindow)
+}
+
+/// `HH:MM:SS` (Go layout `15:04:05`) as seconds into the day.
+fn clock_seconds(text: &str) -> Option<i64> {
+    let mut parts = text.split(':');
+    let mut field = |max: i64| -> Option<i64> {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        p.parse::<i64>().ok().filter(|v| (0..max).contains(v))
+    };
+    let (h, m, s) = (field(24)?, field(60)?, field(60)?);
+    parts.next().is_none().then_some(h * 3600 + m * 60 + s)
+}
+
+/// A CIDR of a user's `src` (Go `net.ParseCIDR`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, bits) = text.trim().split_once('/')?;
+        let net: IpAddr = addr.parse().ok()?;
+        let bits: u8 = bits.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+// ---- config ---------------------------------------------------------------------------------
+
+/// Reads `operator`, `trusted_keys`, `resolver`, `resolver_preload` and (in operator mode)
+/// `system_account`. `None` when neither operators nor trusted keys are configured.
+pub(crate) fn parse_settings(
+    opts: &ServerOptions,
+) -> Result<Option<OperatorSettings>, ConfigError> {
+    let operator_value = OPERATOR_KEYS.iter().find_map(|k| opts.auth_section(k));
+    let trusted_value = TRUSTED_KEYS.iter().find_map(|k| opts.auth_section(k));
+    let (pos, operators) = match operator_value {
+        Some(v) => (
+            v.pos.clone(),
+            read_operators(v, opts.config_file.as_deref())?,
+        ),
+        None => match trusted_value {
+            Some(v) => (v.pos.clone(), Vec::new()),
+            None => return Ok(None),
+        },
+    };
+    let mut trusted_keys = Vec::new();
+    if let Some(v) = trusted_value {
+        if operator_value.is_some() {
+            return Err(v.error(
+                "trusted_keys",
+                "conflicting options for 'TrustedKeys' and 'TrustedOperators'",
+            ));
+        }
+        for key in v.expect_strings("trusted_keys")? {
+            if !jwt::is_public_key(key, 'O') {
+                return Err(v.error(
+                    "trusted_keys",
+                    format!("trust key \"{key}\" required to be a valid public operator nkey"),
+                ));
+            }
+            trusted_keys.push(key.to_string());
+        }
+    }
+    read_resolver(opts, &pos)?;
+    let preload = read_preload(opts)?;
+    let system_account = match opts
+        .auth_section("system_account")
+        .or(opts.auth_section("system"))
+    {
+        Some(v) => Some((v.expect_str("system_account")?.to_string(), v.pos.clone())),
+        None => None,
+    };
+    Ok(Some(OperatorSettings {
+        operators,
+        trusted_keys,
+        preload,
+        system_account,
+        pos,
+    }))
+}
+
+/// nats-server `readOperatorJWT` for each path or inline JWT.
+fn read_operators(
+    value: &Value,
+    config_file: Option<&Path>,
+) -> Result<Vec<(ClaimsData, OperatorClaims)>, ConfigError> {
+    let mut out = Vec::new();
+    for item in value.expect_strings("operator")? {
+        let bad =
+            |msg: String| value.error("operator", format!("error parsing operator JWT: {msg}"));
+        let text = match read_relative(item, config_file) {
+            Ok(contents) => decorated_jwt(&contents).to_string(),
+            Err(_) if item.starts_with(INLINE_JWT_PREFIX) => item.trim().to_string(),
+            Err(e) => return Err(bad(format!("open {item}: {e}"))),
+        };
+        let decoded = jwt::decode_operator(&text).map_err(|e| bad(e.to_string()))?;
+        out.push(decoded);
+    }
+    Ok(out)
+}
+
+/// Reads `path` as given (nats-server reads relative to its working directory), else relative
+/// to the config file's directory.
+fn read_relative(path: &str, config_file: Option<&Path>) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let base = config_file
+                .and_then(Path::parent)
+                .filter(|_| Path::new(path).is_relative());
+            match base {
+                Some(dir) => std::fs::read_to_string(PathBuf::from(dir).join(path)),
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// The JWT inside a decorated file (`-----BEGIN … JWT-----` lines), or the whole text trimmed.
+fn decorated_jwt(text: &str) -> &str {
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.starts_with("---") && line.ends_with("---") {
+            if let Some(next) = lines.next() {
+                return next;
+            }
+        }
+    }
+    text.trim()
+}
+
+/// `resolver: MEMORY` is the only resolver this build has; the others are refused clearly.
+fn read_resolver(opts: &ServerOptions, pos: &Pos) -> Result<(), ConfigError> {
+    let Some(value) = opts.auth_section("resolver") else {
+        return Err(ConfigError::Invalid {
+            pos: pos.clone(),
+            key: "operator".into(),
+            msg: "operators require an account resolver to be configured".into(),
+        });
+    };
+    let refuse = |what: &str| {
+        value.error(
+            "resolver",
+            format!(
+                "{what} is not supported yet by this ringnats build; use `resolver: MEMORY` \
+                 with `resolver_preload`"
+            ),
+        )
+    };
+    match &value.kind {
+        ValueKind::String(s) if s.eq_ignore_ascii_case("MEMORY") => Ok(()),
+        ValueKind::String(s) if s.to_ascii_uppercase().starts_with("URL(") => {
+            Err(refuse("the URL resolver"))
+        }
+        ValueKind::Map(map) => {
+            let kind = map
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            match kind.as_str() {
+                "full" | "cache" => Err(refuse(&format!("`resolver: {{ type: {kind} }}`"))),
+                _ => Err(value.error("resolver", "resolver type must be full or cache")),
+            }
+        }
+        _ => Err(value.error(
+            "resolver",
+            "unknown resolver: expected MEMORY, URL(…) or a map",
+        )),
+    }
+}
+
+fn read_preload(opts: &ServerOptions) -> Result<Vec<(String, String, Pos)>, ConfigError> {
+    let Some(value) = opts.auth_section("resolver_preload") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in value.expect_map("resolver_preload")? {
+        let token = entry.value.expect_str(&entry.key)?;
+        out.push((
+            entry.key.clone(),
+            token.trim().to_string(),
+            entry.pos.clone(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Decodes the preloaded accounts, registers them as accounts (named by public key) and picks
+/// the system account. `accounts` is the account list to extend.
+pub(crate) fn build(
+    settings: OperatorSettings,
+    accounts: &mut Vec<AccountDef>,
+    account_ids: &mut AHashMap<String, u32>,
+) -> Result<(OperatorMode, u32), ConfigError> {
+    let mut trusted_keys = settings.trusted_keys;
+    let mut strict_identities = Vec::new();
+    let mut operator_system = None;
+    for (data, claims) in &settings.operators {
+        trusted_keys.push(data.sub.clone());
+        trusted_keys.extend(claims.signing_keys.iter().cloned());
+        if claims.strict_signing_key_usage {
+            strict_identities.push(data.sub.clone());
+        }
+        if !claims.system_account.is_empty() {
+            operator_system = Some(claims.system_account.clone());
+        }
+    }
+    let system_key = match (&settings.system_account, operator_system) {
+        (Some((config, pos)), Some(op)) if *config != op => {
+            return Err(ConfigError::Invalid {
+                pos: pos.clone(),
+                key: "system_account".into(),
+                msg: "system_account in config and operator JWT must be identical".into(),
+            });
+        }
+        (Some((config, _)), _) => Some(config.clone()),
+        (None, op) => op,
+    };
+    let mut mode = OperatorMode {
+        trusted_keys,
+        strict_identities,
+        accounts: AHashMap::new(),
+        verified: Default::default(),
+    };
+    for (key, token, pos) in settings.preload {
+        let account = mode.preload_account(&key, &token, &pos, accounts.len())?;
+        account_ids.insert(key.clone(), account.id);
+        accounts.push(AccountDef::new(key.clone()));
+        mode.accounts.insert(key, Arc::new(account));
+    }
+    let system = match system_key {
+        Some(key) => match account_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                // Not preloaded: the system account exists for `$SYS` but no user can join it.
+                let id = u32::try_from(accounts.len()).unwrap_or(u32::MAX);
+                account_ids.insert(key.clone(), id);
+                accounts.push(AccountDef::new(key));
+                id
+            }
+        },
+        None => {
+            let _ = settings.pos;
+            let id = u32::try_from(accounts.len()).unwrap_or(u32::MAX);
+            account_ids.insert(crate::auth::DEFAULT_SYSTEM_ACCOUNT.into(), id);
+            accounts.push(AccountDef::new(crate::auth::DEFAULT_SYSTEM_ACCOUNT));
+            id
+        }
+    };
+    Ok((mode, system))
+}
+
+impl OperatorMode {
+    /// One `resolver_preload` entry: a valid account JWT for that key, signed by a trusted key.
+    fn preload_account(
+        &self,
+        key: &str,
+        token: &str,
+        pos: &Pos,
+        id: usize,
+    ) -> Result<JwtAccount, ConfigError> {
+        let fail = |msg: String| ConfigError::Invalid {
+            pos: pos.clone(),
+            key: "resolver_preload".into(),
+            msg: format!("preload account error for \"{key}\": {msg}"),
+        };
+        let (data, claims) = jwt::decode_account(token).map_err(|e| fail(e.to_string()))?;
+        if data.sub != key {
+            return Err(fail("the key is not the JWT's subject".into()));
+        }
+        self.check_account_issuer(&data)
+            .map_err(|e| fail(e.into()))?;
+        let default_permissions = if claims.default_permissions.is_empty() {
+            None
+        } else {
+            let compiled = compile_permissions(&claims.default_permissions)
+                .ok_or_else(|| fail("invalid default_permissions".into()))?;
+            Some(Arc::new(compiled))
+        };
+        Ok(JwtAccount {
+            id: u32::try_from(id).map_err(|_| fail("too many accounts".into()))?,
+            key: key.to_string(),
+            data,
+            claims,
+            default_permissions,
+        })
+    }
+
+    /// Spec §6 step 3: an account is signed by a trusted operator key.
+    fn check_account_issuer(&self, data: &ClaimsData) -> Result<(), &'static str> {
+        if !self.trusted_keys.contains(&data.iss) {
+            return Err("account JWT is not signed by a trusted operator key");
+        }
+        if self.strict_identities.contains(&data.iss) {
+            return Err("the operator requires accounts signed by a signing key");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

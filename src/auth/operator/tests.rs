@@ -1,0 +1,468 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nkeys::KeyPair;
+
+use super::*;
+use crate::auth::jwt::claims::{Permission, ResponsePermission as JwtResp, TimeRange};
+use crate::auth::jwt::encode;
+use crate::auth::{AuthConfig, Verdict};
+use crate::config::load_str;
+
+fn vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!("../jwt/testdata/vectors.json")).unwrap()
+}
+
+fn v(name: &str) -> String {
+    vectors()[name].as_str().unwrap().to_string()
+}
+
+fn kp(seed_name: &str) -> KeyPair {
+    KeyPair::from_seed(&v(seed_name)).unwrap()
+}
+
+/// The spec's accepted config: operator, system account and account A preloaded.
+fn vector_config(extra: &str) -> String {
+    format!(
+        "operator: \"{}\"\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{}\"\n  {}: \"{}\"\n}}\n{extra}",
+        v("op_jwt"),
+        v("sys_pub"),
+        v("sys_pub"),
+        v("sys_jwt"),
+        v("acc_pub"),
+        v("acc_jwt"),
+    )
+}
+
+fn auth(text: &str) -> Result<AuthConfig, String> {
+    let opts = load_str(text, Path::new("server.conf")).map_err(|e| e.to_string())?;
+    AuthConfig::from_options(&opts).map_err(|e| e.to_string())
+}
+
+const NONCE: &str = "XHJzqXOFQGGxAnI";
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn connect(jwt: &str, seed: Option<&KeyPair>) -> ConnectOptions {
+    ConnectOptions {
+        jwt: Some(jwt.to_string()),
+        sig: seed.map(|k| URL_SAFE_NO_PAD.encode(k.sign(NONCE.as_bytes()).unwrap())),
+        ..ConnectOptions::default()
+    }
+}
+
+fn check(
+    cfg: &AuthConfig,
+    c: &ConnectOptions,
+    now: SystemTime,
+) -> Result<ClientIdentity, AuthFailure> {
+    match cfg.verify_from(c, Some(NONCE), None, Some(LOCAL), now) {
+        Verdict::Done(r) => r,
+        Verdict::Slow(_) => panic!("JWT checks are never slow"),
+    }
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// A user JWT for account A (vectors), signed by `signer`, after `edit`.
+fn user_jwt(
+    user: &KeyPair,
+    signer: &KeyPair,
+    edit: impl FnOnce(&mut ClaimsData, &mut UserClaims),
+) -> String {
+    let mut data = ClaimsData {
+        sub: user.public_key(),
+        name: "u".into(),
+        ..ClaimsData::default()
+    };
+    let mut claims = UserClaims {
+        limits: UserPermissionLimits::unlimited(),
+        ..UserClaims::default()
+    };
+    edit(&mut data, &mut claims);
+    encode::user(data, claims, signer).unwrap()
+}
+
+#[test]
+fn vector_chain_is_accepted() {
+    let cfg = auth(&vector_config("")).unwrap();
+    assert!(cfg.auth_required());
+    assert!(cfg.nonce_required());
+    assert!(cfg.default_identity(now()).is_none());
+    let id = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).unwrap();
+    assert_eq!(id.user, v("u1_pub"));
+    assert_eq!(Some(id.account), cfg.account_id(&v("acc_pub")));
+    let perms = id.permissions.unwrap();
+    assert!(perms.check_publish(b"a.x"));
+    assert!(!perms.check_publish(b"b.x"));
+    // Account payload 100 and subs 3 are the connection's limits (the user's are -1).
+    assert_eq!(id.limits.max_payload, Some(100));
+    assert_eq!(id.limits.max_subs, Some(3));
+    assert_eq!(cfg.system_account(), cfg.account_id(&v("sys_pub")).unwrap());
+    // Cached: a second CONNECT with the same JWT verifies the same way.
+    let again = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).unwrap();
+    assert_eq!(again.user, v("u1_pub"));
+}
+
+#[test]
+fn signing_key_users_need_issuer_account() {
+    let cfg = auth(&vector_config("")).unwrap();
+    let u2 = kp("u2_seed");
+    let id = check(&cfg, &connect(&v("u2_jwt"), Some(&u2)), now()).unwrap();
+    assert_eq!(Some(id.account), cfg.account_id(&v("acc_pub")));
+    // Account default_permissions apply to a user without its own.
+    let perms = id.permissions.unwrap();
+    assert!(!perms.check_publish(b"forbidden.x"));
+    assert!(perms.check_publish(b"ok"));
+    assert_eq!(
+        check(&cfg, &connect(&v("u2_noissuer_jwt"), Some(&u2)), now()).err(),
+        Some(AuthFailure::UnknownAccount)
+    );
+}
+
+#[test]
+fn nonce_signature_and_bearer() {
+    let cfg = auth(&vector_config("")).unwrap();
+    let wrong = KeyPair::new_user();
+    assert_eq!(
+        check(&cfg, &connect(&v("u1_jwt"), Some(&wrong)), now()).err(),
+        Some(AuthFailure::BadSignature)
+    );
+    assert_eq!(
+        check(&cfg, &connect(&v("u1_jwt"), None), now()).err(),
+        Some(AuthFailure::MissingSignature)
+    );
+    let id = check(&cfg, &connect(&v("u5_jwt"), None), now()).unwrap();
+    assert_eq!(id.limits.max_payload, Some(10));
+    assert_eq!(id.limits.max_subs, Some(1));
+    assert_eq!(
+        check(&cfg, &ConnectOptions::default(), now()).err(),
+        Some(AuthFailure::MissingCredentials)
+    );
+}
+
+#[test]
+fn expiry_and_not_before() {
+    let cfg = auth(&vector_config("")).unwrap();
+    let u3 = kp("u3_seed");
+    let exp = UNIX_EPOCH + Duration::from_secs(1796078447);
+    let id = check(&cfg, &connect(&v("u3_jwt"), Some(&u3)), exp).unwrap();
+    assert_eq!(id.deadline, Some(exp), "the connection is closed at exp");
+    assert_eq!(
+        check(
+            &cfg,
+            &connect(&v("u3_jwt"), Some(&u3)),
+            exp + Duration::from_secs(1)
+        )
+        .err(),
+        Some(AuthFailure::Jwt(JwtError::Expired))
+    );
+    let user = KeyPair::new_user();
+    let later = encode::now_unix() + 3600;
+    let token = user_jwt(&user, &kp("acc_seed"), |d, _| d.nbf = later);
+    assert_eq!(
+        check(&cfg, &connect(&token, Some(&user)), now()).err(),
+        Some(AuthFailure::Jwt(JwtError::NotYetValid))
+    );
+}
+
+#[test]
+fn unknown_issuers_and_accounts_are_refused() {
+    let cfg = auth(&vector_config("")).unwrap();
+    let user = KeyPair::new_user();
+    // Signed by an account that is not in the resolver.
+    let stranger = KeyPair::new_account();
+    let token = user_jwt(&user, &stranger, |_, _| {});
+    assert_eq!(
+        check(&cfg, &connect(&token, Some(&user)), now()).err(),
+        Some(AuthFailure::UnknownAccount)
+    );
+    // Claims to be issued for A by a key that is not one of A's signing keys.
+    let token = user_jwt(&user, &stranger, |_, c| c.issuer_account = v("acc_pub"));
+    assert_eq!(
+        check(&cfg, &connect(&token, Some(&user)), now()).err(),
+        Some(AuthFailure::UnknownIssuer)
+    );
+    // Garbage.
+    assert!(matches!(
+        check(&cfg, &connect("garbage", Some(&user)), now()).err(),
+        Some(AuthFailure::Jwt(_))
+    ));
+}
+
+/// Config with account A re-signed with `edit` (by the operator signing key).
+fn config_with_account(edit: impl FnOnce(&mut AccountClaims)) -> String {
+    let (mut data, mut claims) = jwt::decode_account(&v("acc_jwt")).unwrap();
+    edit(&mut claims);
+    data.iat = 0;
+    let token = encode::account(data, claims, &kp("opSK_seed")).unwrap();
+    vector_config("").replace(&v("acc_jwt"), &token)
+}
+
+#[test]
+fn revocations_are_enforced() {
+    let u1_iat = jwt::decode(&v("u1_jwt")).unwrap().data.iat;
+    let cfg = auth(&config_with_account(|a| {
+        a.revocations.insert(v("u1_pub"), u1_iat);
+    }))
+    .unwrap();
+    assert_eq!(
+        check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).err(),
+        Some(AuthFailure::Revoked)
+    );
+    // Revoked before the JWT was issued: still valid. `*` revokes everyone.
+    let cfg = auth(&config_with_account(|a| {
+        a.revocations.insert(v("u1_pub"), u1_iat - 1);
+    }))
+    .unwrap();
+    assert!(check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).is_ok());
+    let cfg = auth(&config_with_account(|a| {
+        a.revocations.insert("*".into(), u1_iat);
+    }))
+    .unwrap();
+    assert_eq!(
+        check(&cfg, &connect(&v("u2_jwt"), Some(&kp("u2_seed"))), now()).err(),
+        Some(AuthFailure::Revoked)
+    );
+}
+
+#[test]
+fn src_times_and_connection_types() {
+    let cfg = auth(&vector_config("")).unwrap();
+    let user = KeyPair::new_user();
+    let acc = kp("acc_seed");
+    let ok = user_jwt(&user, &acc, |_, c| {
+        c.limits.src = vec!["127.0.0.0/8".into()]
+    });
+    assert!(check(&cfg, &connect(&ok, Some(&user)), now()).is_ok());
+    let other = user_jwt(&user, &acc, |_, c| c.limits.src = vec!["10.0.0.0/8".into()]);
+    assert_eq!(
+        check(&cfg, &connect(&other, Some(&user)), now()).err(),
+        Some(AuthFailure::SourceNotAllowed)
+    );
+    let ws_only = user_jwt(&user, &acc, |_, c| {
+        c.limits.allowed_connection_types = vec!["WEBSOCKET".into()]
+    });
+    assert_eq!(
+        check(&cfg, &connect(&ws_only, Some(&user)), now()).err(),
+        Some(AuthFailure::ConnectionTypeNotAllowed)
+    );
+    // 10:00-12:00 UTC: inside at 11:00, closed at 12:00; outside at 13:00.
+    let day = 1796078447 - 1796078447 % 86_400;
+    let at = |h: u64| UNIX_EPOCH + Duration::from_secs(day + h * 3600);
+    let window = user_jwt(&user, &acc, |_, c| {
+        c.limits.times = vec![TimeRange {
+            start: "10:00:00".into(),
+            end: "12:00:00".into(),
+        }]
+    });
+    let id = check(&cfg, &connect(&window, Some(&user)), at(11)).unwrap();
+    assert_eq!(id.deadline, Some(at(12)));
+    assert_eq!(
+        check(&cfg, &connect(&window, Some(&user)), at(13)).err(),
+        Some(AuthFailure::OutsideTimeWindow)
+    );
+    // A window across midnight.
+    let night = user_jwt(&user, &acc, |_, c| {
+        c.limits.times = vec![TimeRange {
+            start: "22:00:00".into(),
+            end: "02:00:00".into(),
+        }]
+    });
+    assert!(check(&cfg, &connect(&night, Some(&user)), at(23)).is_ok());
+}
+
+#[test]
+fn scoped_signing_keys_apply_their_template() {
+    let scoped = KeyPair::new_account();
+    let scope = UserScope {
+        kind: "user_scope".into(),
+        key: scoped.public_key(),
+        role: "dev".into(),
+        template: UserPermissionLimits {
+            permissions: PermissionClaims {
+                publish: Permission {
+                    allow: vec!["dev.{{name()}}.>".into()],
+                    deny: vec![],
+                },
+                subscribe: Permission::default(),
+                resp: Some(JwtResp { max: 0, ttl: 0 }),
+            },
+            subs: 7,
+            payload: -1,
+            data: -1,
+            ..UserPermissionLimits::default()
+        },
+        description: String::new(),
+    };
+    let cfg = auth(&config_with_account(|a| {
+        a.signing_keys.push(SigningKey::Scoped(Box::new(scope)));
+    }))
+    .unwrap();
+    let user = KeyPair::new_user();
+    let token = encode::user(
+        ClaimsData {
+            sub: user.public_key(),
+            name: "bob".into(),
+            ..ClaimsData::default()
+        },
+        UserClaims {
+            issuer_account: v("acc_pub"),
+            ..UserClaims::default()
+        },
+        &scoped,
+    )
+    .unwrap();
+    let id = check(&cfg, &connect(&token, Some(&user)), now()).unwrap();
+    let perms = id.permissions.unwrap();
+    assert!(perms.check_publish(b"dev.bob.x"));
+    assert!(!perms.check_publish(b"dev.alice.x"));
+    assert!(perms.allow_responses().is_some());
+    assert_eq!(id.limits.max_subs, Some(3), "account subs 3 < template 7");
+    // A scoped user that sets its own limits is refused.
+    let own = user_jwt(&user, &scoped, |_, c| c.issuer_account = v("acc_pub"));
+    assert_eq!(
+        check(&cfg, &connect(&own, Some(&user)), now()).err(),
+        Some(AuthFailure::ScopedUserHasLimits)
+    );
+}
+
+#[test]
+fn bearer_is_refused_when_the_account_disallows_it() {
+    let cfg = auth(&config_with_account(|a| a.limits.disallow_bearer = true)).unwrap();
+    assert_eq!(
+        check(&cfg, &connect(&v("u5_jwt"), None), now()).err(),
+        Some(AuthFailure::BearerNotAllowed)
+    );
+}
+
+#[test]
+fn config_errors_use_nats_server_wording() {
+    let err = |extra: &str| auth(&vector_config(extra)).unwrap_err();
+    assert!(
+        err("authorization { users: [{user: a, password: b}] }")
+            .contains("operators do not allow users to be configured directly")
+    );
+    assert!(
+        err("accounts { X: {} }")
+            .contains("operators do not allow Accounts to be configured directly")
+    );
+    assert!(err("authorization { token: abc }").contains("operators do not allow a token"));
+    assert!(err("no_auth_user: foo").contains("no_auth_user not compatible with Trusted Operator"));
+    assert!(
+        err(&format!("trusted_keys: [\"{}\"]", v("op_pub")))
+            .contains("conflicting options for 'TrustedKeys' and 'TrustedOperators'")
+    );
+    let text = vector_config("").replace(
+        &format!("system_account: {}", v("sys_pub")),
+        &format!("system_account: {}", v("acc_pub")),
+    );
+    assert!(
+        auth(&text)
+            .unwrap_err()
+            .contains("system_account in config and operator JWT must be identical")
+    );
+    let text =
+        vector_config("").replace("resolver: MEMORY", "resolver: { type: full, dir: \"jwt\" }");
+    assert!(
+        auth(&text).unwrap_err().contains("not supported yet"),
+        "{}",
+        auth(&text).unwrap_err()
+    );
+    let text = vector_config("").replace("resolver: MEMORY\n", "");
+    assert!(
+        auth(&text)
+            .unwrap_err()
+            .contains("operators require an account resolver to be configured")
+    );
+    let text = vector_config("").replace(&v("acc_jwt"), &v("u1_jwt"));
+    assert!(auth(&text).unwrap_err().contains("preload account error"));
+    let err = auth("operator: \"/nonexistent/op.jwt\"\nresolver: MEMORY\n").unwrap_err();
+    assert!(
+        err.contains("error parsing operator JWT: open /nonexistent/op.jwt"),
+        "{err}"
+    );
+    let err = auth("trusted_keys: [\"XYZ\"]\nresolver: MEMORY\n").unwrap_err();
+    assert!(
+        err.contains("trust key \"XYZ\" required to be a valid public operator nkey"),
+        "{err}"
+    );
+    // Errors never quote a JWT.
+    let err = auth("operator: \"eyJxx.yy.zz\"\nresolver: MEMORY\n").unwrap_err();
+    assert!(
+        err.contains("error parsing operator JWT") && !err.contains("eyJxx"),
+        "{err}"
+    );
+}
+
+#[test]
+fn trusted_keys_alone_trust_accounts_they_sign() {
+    // trusted_keys names the operator signing key that signed account A.
+    let text = format!(
+        "trusted_keys: [\"{}\"]\nresolver: MEMORY\nresolver_preload: {{ {}: \"{}\" }}\n",
+        v("opSK_pub"),
+        v("acc_pub"),
+        v("acc_jwt")
+    );
+    let cfg = auth(&text).unwrap();
+    assert!(check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).is_ok());
+    // Trusting only the identity key: A (signed by the signing key) is not trusted.
+    let text = text.replace(&v("opSK_pub"), &v("op_pub"));
+    assert!(
+        auth(&text)
+            .unwrap_err()
+            .contains("not signed by a trusted operator key")
+    );
+}
+
+#[test]
+fn operator_from_a_file_decorated_or_not() {
+    let dir = std::env::temp_dir().join(format!("ringnats-op-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("op.jwt");
+    std::fs::write(&plain, v("op_jwt")).unwrap();
+    let decorated = dir.join("op_decorated.jwt");
+    std::fs::write(
+        &decorated,
+        format!(
+            "-----BEGIN NATS OPERATOR JWT-----\n{}\n------END NATS OPERATOR JWT------\n",
+            v("op_jwt")
+        ),
+    )
+    .unwrap();
+    for path in [&plain, &decorated] {
+        let text = vector_config("").replace(
+            &format!("operator: \"{}\"", v("op_jwt")),
+            &format!("operator: \"{}\"", path.display()),
+        );
+        let cfg = auth(&text).unwrap();
+        assert!(check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).is_ok());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cidrs() {
+    let c = Cidr::parse("10.1.0.0/16").unwrap();
+    assert!(c.contains("10.1.2.3".parse().unwrap()));
+    assert!(!c.contains("10.2.0.1".parse().unwrap()));
+    assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
+    let all = Cidr::parse("0.0.0.0/0").unwrap();
+    assert!(all.contains("1.2.3.4".parse().unwrap()));
+    let v6 = Cidr::parse("fe80::/10").unwrap();
+    assert!(v6.contains("fe80::1".parse().unwrap()));
+    assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+    assert_eq!(Cidr::parse("10.0.0.1"), None);
+    assert_eq!(Cidr::parse("10.0.0.1/33"), None);
+}
+
+#[test]
+fn min_limits() {
+    assert_eq!(min_limit(-1, -1), None);
+    assert_eq!(min_limit(5, -1), Some(5));
+    assert_eq!(min_limit(-1, 7), Some(7));
+    assert_eq!(min_limit(9, 7), Some(7));
+    assert_eq!(min_limit(0, -1), Some(0));
+}
