@@ -245,6 +245,185 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Load-test a NATS server (ringnats or nats-server), in the shape of `nats bench`.
     Bench(BenchArgs),
+    /// Make NATS JWTs (operator, account, user), `.creds` files and a resolver config block.
+    Jwt(JwtArgs),
+}
+
+/// `ringnats jwt <KIND>`: seeds are read from files (never from the command line, where `ps`
+/// would show them); JWTs go to standard output.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtArgs {
+    #[command(subcommand)]
+    pub command: JwtCommand,
+}
+
+/// What `ringnats jwt` makes.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum JwtCommand {
+    /// A self-signed operator JWT.
+    Operator(JwtOperatorArgs),
+    /// An account JWT, signed by the operator (or one of its signing keys).
+    Account(JwtAccountArgs),
+    /// A user JWT, signed by the account (or one of its signing keys, with --issuer-account).
+    User(JwtUserArgs),
+    /// A `.creds` file from a user JWT and the user's seed.
+    Creds(JwtCredsArgs),
+    /// A config block for operator mode with the memory resolver.
+    Config(JwtConfigArgs),
+}
+
+/// Options every JWT kind takes.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtCommon {
+    /// File holding the seed of the signing key.
+    #[arg(long = "signer", value_name = "SEED_FILE")]
+    pub signer: PathBuf,
+    /// `name` claim.
+    #[arg(long = "name", default_value = "")]
+    pub name: String,
+    /// Expire this many seconds from now (0 = never; negative = already expired).
+    #[arg(
+        long = "expires-in",
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub expires_in: i64,
+    /// Not valid until this many seconds from now (0 = at once).
+    #[arg(
+        long = "not-before-in",
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub not_before_in: i64,
+}
+
+/// `ringnats jwt operator`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtOperatorArgs {
+    #[command(flatten)]
+    pub common: JwtCommon,
+    /// Operator signing keys (public `O…`), repeatable.
+    #[arg(long = "signing-key", value_name = "PUBLIC_KEY")]
+    pub signing_keys: Vec<String>,
+    /// The system account's public key.
+    #[arg(long = "system-account", value_name = "PUBLIC_KEY")]
+    pub system_account: Option<String>,
+}
+
+/// `ringnats jwt account`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtAccountArgs {
+    #[command(flatten)]
+    pub common: JwtCommon,
+    /// The account's public key (`A…`).
+    #[arg(long = "subject", value_name = "PUBLIC_KEY")]
+    pub subject: String,
+    /// Account signing keys (public `A…`), repeatable.
+    #[arg(long = "signing-key", value_name = "PUBLIC_KEY")]
+    pub signing_keys: Vec<String>,
+    /// Max connections (-1 = unlimited).
+    #[arg(long = "conn", default_value_t = -1, allow_hyphen_values = true)]
+    pub conn: i64,
+    /// Max subscriptions (-1 = unlimited).
+    #[arg(long = "subs", default_value_t = -1, allow_hyphen_values = true)]
+    pub subs: i64,
+    /// Max payload bytes (-1 = unlimited).
+    #[arg(long = "payload", default_value_t = -1, allow_hyphen_values = true)]
+    pub payload: i64,
+    /// Max data bytes (-1 = unlimited).
+    #[arg(long = "data", default_value_t = -1, allow_hyphen_values = true)]
+    pub data: i64,
+    /// Refuse wildcard exports.
+    #[arg(long = "no-wildcards")]
+    pub no_wildcards: bool,
+    /// Refuse bearer-token users.
+    #[arg(long = "disallow-bearer")]
+    pub disallow_bearer: bool,
+    /// Default publish allow subjects for users without permissions, repeatable.
+    #[arg(long = "default-pub-allow", value_name = "SUBJECT")]
+    pub default_pub_allow: Vec<String>,
+    /// Default publish deny subjects, repeatable.
+    #[arg(long = "default-pub-deny", value_name = "SUBJECT")]
+    pub default_pub_deny: Vec<String>,
+    /// Default subscribe allow subjects, repeatable.
+    #[arg(long = "default-sub-allow", value_name = "SUBJECT")]
+    pub default_sub_allow: Vec<String>,
+    /// Default subscribe deny subjects, repeatable.
+    #[arg(long = "default-sub-deny", value_name = "SUBJECT")]
+    pub default_sub_deny: Vec<String>,
+    /// Revoke a user's JWTs issued up to now (`U…`, or `*` for all users), repeatable.
+    #[arg(long = "revoke", value_name = "PUBLIC_KEY")]
+    pub revoke: Vec<String>,
+}
+
+/// `ringnats jwt user`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtUserArgs {
+    #[command(flatten)]
+    pub common: JwtCommon,
+    /// The user's public key (`U…`).
+    #[arg(long = "subject", value_name = "PUBLIC_KEY")]
+    pub subject: String,
+    /// The account's public key, when --signer is one of its signing keys.
+    #[arg(long = "issuer-account", value_name = "PUBLIC_KEY")]
+    pub issuer_account: Option<String>,
+    /// Publish allow subjects, repeatable.
+    #[arg(long = "pub-allow", value_name = "SUBJECT")]
+    pub pub_allow: Vec<String>,
+    /// Publish deny subjects, repeatable.
+    #[arg(long = "pub-deny", value_name = "SUBJECT")]
+    pub pub_deny: Vec<String>,
+    /// Subscribe allow subjects, repeatable.
+    #[arg(long = "sub-allow", value_name = "SUBJECT")]
+    pub sub_allow: Vec<String>,
+    /// Subscribe deny subjects, repeatable.
+    #[arg(long = "sub-deny", value_name = "SUBJECT")]
+    pub sub_deny: Vec<String>,
+    /// Allow this many replies to each received request (`resp`).
+    #[arg(long = "allow-responses", value_name = "MAX")]
+    pub allow_responses: Option<i64>,
+    /// Max subscriptions (-1 = unlimited).
+    #[arg(long = "subs", default_value_t = -1, allow_hyphen_values = true)]
+    pub subs: i64,
+    /// Max payload bytes (-1 = unlimited).
+    #[arg(long = "payload", default_value_t = -1, allow_hyphen_values = true)]
+    pub payload: i64,
+    /// Max data bytes (-1 = unlimited).
+    #[arg(long = "data", default_value_t = -1, allow_hyphen_values = true)]
+    pub data: i64,
+    /// No nonce signature needed (bearer token).
+    #[arg(long = "bearer")]
+    pub bearer: bool,
+    /// Allowed client networks (CIDR), repeatable.
+    #[arg(long = "src", value_name = "CIDR")]
+    pub src: Vec<String>,
+    /// Scoped-key user: leave permissions and limits out (the key's template applies).
+    #[arg(long = "scoped")]
+    pub scoped: bool,
+}
+
+/// `ringnats jwt creds`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtCredsArgs {
+    /// File holding the user JWT.
+    #[arg(long = "jwt", value_name = "FILE")]
+    pub jwt: PathBuf,
+    /// File holding the user's seed.
+    #[arg(long = "seed", value_name = "FILE")]
+    pub seed: PathBuf,
+}
+
+/// `ringnats jwt config`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtConfigArgs {
+    /// File holding the operator JWT.
+    #[arg(long = "operator", value_name = "FILE")]
+    pub operator: PathBuf,
+    /// Files holding account JWTs to preload, repeatable.
+    #[arg(long = "account", value_name = "FILE")]
+    pub accounts: Vec<PathBuf>,
 }
 
 /// `ringnats bench [SUBJECT]`: publishers, subscribers, queue groups, request/reply latency

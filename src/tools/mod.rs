@@ -1,9 +1,10 @@
-//! The `ringnats` subcommands: `passwd` (bcrypt a password), `keygen` (nkey pairs) and
-//! `bench` (a load generator).
+//! The `ringnats` subcommands: `passwd` (bcrypt a password), `keygen` (nkey pairs), `jwt`
+//! (operator-mode JWTs, `.creds` files, resolver config) and `bench` (a load generator).
 //!
 //! Cold: each runs once and exits; none is part of the server (`bench` is a client of one).
 
 pub mod bench;
+pub mod jwt;
 pub mod keygen;
 pub mod passwd;
 
@@ -15,5 +16,6 @@ pub fn run(command: &Command) -> Result<(), String> {
         Command::Passwd(args) => passwd::run(args.cost),
         Command::Keygen(args) => keygen::run(args.kind),
         Command::Bench(args) => bench::run(args),
+        Command::Jwt(args) => jwt::run(&args.command),
     }
 }

@@ -1,0 +1,357 @@
+//! `ringnats jwt <operator|account|user|creds|config>`: makes what operator mode needs without
+//! `nsc`, so someone can set it up by hand and the tests build their fixtures the same way.
+//!
+//! Cold: runs once and exits. Invariants: the JWTs are written by `auth::jwt::encode` (what
+//! nats-io/jwt v2 writes, accepted by nats-server 2.9.10); seeds are only ever read from files
+//! and never printed except inside a `.creds` file, which is what that file is for.
+
+use std::path::Path;
+
+use nkeys::KeyPair;
+
+use crate::auth::jwt::claims::{NO_LIMIT, Permission, ResponsePermission};
+use crate::auth::jwt::{
+    self, AccountClaims, AccountLimits, ClaimsData, OperatorClaims, PermissionClaims, SigningKey,
+    UserClaims, UserPermissionLimits, creds, encode,
+};
+use crate::cli::{
+    JwtAccountArgs, JwtCommand, JwtCommon, JwtConfigArgs, JwtCredsArgs, JwtOperatorArgs,
+    JwtUserArgs,
+};
+
+/// Runs one `ringnats jwt` command, printing its output.
+pub fn run(command: &JwtCommand) -> Result<(), String> {
+    let out = match command {
+        JwtCommand::Operator(args) => operator(args)?,
+        JwtCommand::Account(args) => account(args)?,
+        JwtCommand::User(args) => user(args)?,
+        JwtCommand::Creds(args) => creds_file(args)?,
+        JwtCommand::Config(args) => config_block(args)?,
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// `ringnats jwt operator`: a self-signed operator JWT.
+pub fn operator(args: &JwtOperatorArgs) -> Result<String, String> {
+    let signer = read_signer(&args.common.signer)?;
+    check_keys(&args.signing_keys, 'O', "--signing-key")?;
+    if let Some(sys) = &args.system_account {
+        check_keys(std::slice::from_ref(sys), 'A', "--system-account")?;
+    }
+    let data = claims_data(&args.common, signer.public_key());
+    let nats = OperatorClaims {
+        signing_keys: args.signing_keys.clone(),
+        system_account: args.system_account.clone().unwrap_or_default(),
+        ..OperatorClaims::default()
+    };
+    encode::operator(data, nats, &signer).map_err(|e| e.to_string())
+}
+
+/// `ringnats jwt account`.
+pub fn account(args: &JwtAccountArgs) -> Result<String, String> {
+    let signer = read_signer(&args.common.signer)?;
+    if !jwt::is_public_key(&signer.public_key(), 'O') {
+        return Err("--signer must be an operator seed (SO…)".into());
+    }
+    check_keys(std::slice::from_ref(&args.subject), 'A', "--subject")?;
+    check_keys(&args.signing_keys, 'A', "--signing-key")?;
+    let now = encode::now_unix();
+    let mut revocations = std::collections::BTreeMap::new();
+    for key in &args.revoke {
+        if key != "*" {
+            check_keys(std::slice::from_ref(key), 'U', "--revoke")?;
+        }
+        revocations.insert(key.clone(), now);
+    }
+    let nats = AccountClaims {
+        limits: AccountLimits {
+            conn: args.conn,
+            subs: args.subs,
+            payload: args.payload,
+            data: args.data,
+            wildcards: !args.no_wildcards,
+            disallow_bearer: args.disallow_bearer,
+            ..AccountLimits::unlimited()
+        },
+        signing_keys: args
+            .signing_keys
+            .iter()
+            .cloned()
+            .map(SigningKey::Plain)
+            .collect(),
+        revocations,
+        default_permissions: PermissionClaims {
+            publish: permission(&args.default_pub_allow, &args.default_pub_deny),
+            subscribe: permission(&args.default_sub_allow, &args.default_sub_deny),
+            resp: None,
+        },
+        ..AccountClaims::default()
+    };
+    let data = claims_data(&args.common, args.subject.clone());
+    encode::account(data, nats, &signer).map_err(|e| e.to_string())
+}
+
+/// `ringnats jwt user`.
+pub fn user(args: &JwtUserArgs) -> Result<String, String> {
+    let signer = read_signer(&args.common.signer)?;
+    if !jwt::is_public_key(&signer.public_key(), 'A') {
+        return Err("--signer must be an account seed (SA…)".into());
+    }
+    check_keys(std::slice::from_ref(&args.subject), 'U', "--subject")?;
+    if let Some(acc) = &args.issuer_account {
+        check_keys(std::slice::from_ref(acc), 'A', "--issuer-account")?;
+    }
+    let limits = if args.scoped {
+        UserPermissionLimits::default()
+    } else {
+        UserPermissionLimits {
+            permissions: PermissionClaims {
+                publish: permission(&args.pub_allow, &args.pub_deny),
+                subscribe: permission(&args.sub_allow, &args.sub_deny),
+                resp: args
+                    .allow_responses
+                    .map(|max| ResponsePermission { max, ttl: 0 }),
+            },
+            src: args.src.clone(),
+            subs: args.subs,
+            data: args.data,
+            payload: args.payload,
+            bearer_token: args.bearer,
+            ..UserPermissionLimits::default()
+        }
+    };
+    let nats = UserClaims {
+        limits,
+        issuer_account: args.issuer_account.clone().unwrap_or_default(),
+        ..UserClaims::default()
+    };
+    let data = claims_data(&args.common, args.subject.clone());
+    encode::user(data, nats, &signer).map_err(|e| e.to_string())
+}
+
+/// `ringnats jwt creds`.
+pub fn creds_file(args: &JwtCredsArgs) -> Result<String, String> {
+    let token = read_trimmed(&args.jwt)?;
+    let (data, _) = jwt::decode_user(&token).map_err(|e| format!("{}: {e}", args.jwt.display()))?;
+    let pair = read_signer(&args.seed)?;
+    let seed = pair.seed().map_err(|e| e.to_string())?;
+    if pair.public_key() != data.sub {
+        return Err("the seed is not the user JWT's subject".into());
+    }
+    Ok(creds::format(&token, &seed))
+}
+
+/// `ringnats jwt config`: the memory-resolver block (as `nsc generate config --mem-resolver`).
+pub fn config_block(args: &JwtConfigArgs) -> Result<String, String> {
+    let op = read_trimmed(&args.operator)?;
+    let (op_data, op_claims) =
+        jwt::decode_operator(&op).map_err(|e| format!("{}: {e}", args.operator.display()))?;
+    let mut out = format!("# Operator \"{}\"\noperator: {op}\n", op_data.name);
+    if !op_claims.system_account.is_empty() {
+        out.push_str(&format!("system_account: {}\n", op_claims.system_account));
+    }
+    out.push_str("\nresolver: MEMORY\n\nresolver_preload: {\n");
+    for path in &args.accounts {
+        let token = read_trimmed(path)?;
+        let (data, _) =
+            jwt::decode_account(&token).map_err(|e| format!("{}: {e}", path.display()))?;
+        out.push_str(&format!(
+            "  # Account \"{}\"\n  {}: {token}\n\n",
+            data.name, data.sub
+        ));
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+fn claims_data(common: &JwtCommon, subject: String) -> ClaimsData {
+    let now = encode::now_unix();
+    // A negative offset makes an already expired (or long valid) token, for tests.
+    let at = |secs: i64| {
+        if secs != 0 {
+            now.saturating_add(secs)
+        } else {
+            0
+        }
+    };
+    ClaimsData {
+        sub: subject,
+        name: common.name.clone(),
+        exp: at(common.expires_in),
+        nbf: at(common.not_before_in),
+        ..ClaimsData::default()
+    }
+}
+
+fn permission(allow: &[String], deny: &[String]) -> Permission {
+    Permission {
+        allow: allow.to_vec(),
+        deny: deny.to_vec(),
+    }
+}
+
+fn read_signer(path: &Path) -> Result<KeyPair, String> {
+    let seed = read_trimmed(path)?;
+    // The first line that looks like a seed: a keygen output has the public key after it.
+    let seed = seed
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('S'))
+        .unwrap_or("");
+    KeyPair::from_seed(seed).map_err(|_| format!("{}: not an nkey seed", path.display()))
+}
+
+fn read_trimmed(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn check_keys(keys: &[String], prefix: char, flag: &str) -> Result<(), String> {
+    match keys.iter().find(|k| !jwt::is_public_key(k, prefix)) {
+        Some(bad) => Err(format!("{flag}: \"{bad}\" is not a public {prefix}… nkey")),
+        None => Ok(()),
+    }
+}
+
+const _: () = assert!(NO_LIMIT == -1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::jwt::{decode_account, decode_operator, decode_user};
+
+    fn seed_file(dir: &Path, name: &str, pair: &KeyPair) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n", pair.seed().unwrap(), pair.public_key()),
+        )
+        .unwrap();
+        path
+    }
+
+    fn common(signer: std::path::PathBuf, name: &str) -> JwtCommon {
+        JwtCommon {
+            signer,
+            name: name.into(),
+            expires_in: 0,
+            not_before_in: 0,
+        }
+    }
+
+    #[test]
+    fn operator_account_user_creds_and_config() {
+        let dir = std::env::temp_dir().join(format!("ringnats-jwt-tool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (op, sys, acc, user_key) = (
+            KeyPair::new_operator(),
+            KeyPair::new_account(),
+            KeyPair::new_account(),
+            KeyPair::new_user(),
+        );
+        let op_jwt = operator(&JwtOperatorArgs {
+            common: common(seed_file(&dir, "op.nk", &op), "OP"),
+            signing_keys: vec![],
+            system_account: Some(sys.public_key()),
+        })
+        .unwrap();
+        let (data, claims) = decode_operator(&op_jwt).unwrap();
+        assert_eq!(
+            (data.iss.as_str(), data.name.as_str()),
+            (op.public_key().as_str(), "OP")
+        );
+        assert_eq!(claims.system_account, sys.public_key());
+        let acc_args = JwtAccountArgs {
+            common: common(dir.join("op.nk"), "A"),
+            subject: acc.public_key(),
+            signing_keys: vec![],
+            conn: 5,
+            subs: -1,
+            payload: 100,
+            data: -1,
+            no_wildcards: false,
+            disallow_bearer: false,
+            default_pub_allow: vec![],
+            default_pub_deny: vec!["no.>".into()],
+            default_sub_allow: vec![],
+            default_sub_deny: vec![],
+            revoke: vec!["*".into()],
+        };
+        let acc_jwt = account(&acc_args).unwrap();
+        let (_, a) = decode_account(&acc_jwt).unwrap();
+        assert_eq!(
+            (a.limits.conn, a.limits.payload, a.limits.leaf),
+            (5, 100, -1)
+        );
+        assert!(a.revocations.contains_key("*"));
+        let user_jwt = user(&JwtUserArgs {
+            common: JwtCommon {
+                expires_in: 60,
+                ..common(seed_file(&dir, "acc.nk", &acc), "u")
+            },
+            subject: user_key.public_key(),
+            issuer_account: None,
+            pub_allow: vec!["a.>".into()],
+            pub_deny: vec![],
+            sub_allow: vec![],
+            sub_deny: vec![],
+            allow_responses: Some(2),
+            subs: 3,
+            payload: -1,
+            data: -1,
+            bearer: true,
+            src: vec!["127.0.0.1/32".into()],
+            scoped: false,
+        })
+        .unwrap();
+        let (data, u) = decode_user(&user_jwt).unwrap();
+        assert!(data.exp > encode::now_unix());
+        assert!(u.limits.bearer_token);
+        assert_eq!(u.limits.permissions.resp.unwrap().max, 2);
+        std::fs::write(dir.join("u.jwt"), &user_jwt).unwrap();
+        let creds_text = creds_file(&JwtCredsArgs {
+            jwt: dir.join("u.jwt"),
+            seed: seed_file(&dir, "u.nk", &user_key),
+        })
+        .unwrap();
+        let parsed = creds::parse(&creds_text).unwrap();
+        assert_eq!(parsed.jwt(), user_jwt);
+        // The wrong seed for the JWT is refused.
+        assert!(
+            creds_file(&JwtCredsArgs {
+                jwt: dir.join("u.jwt"),
+                seed: dir.join("acc.nk")
+            })
+            .is_err()
+        );
+        std::fs::write(dir.join("op.jwt"), &op_jwt).unwrap();
+        std::fs::write(dir.join("a.jwt"), &acc_jwt).unwrap();
+        let block = config_block(&JwtConfigArgs {
+            operator: dir.join("op.jwt"),
+            accounts: vec![dir.join("a.jwt")],
+        })
+        .unwrap();
+        let opts = crate::config::load_str(&block, Path::new("x.conf")).unwrap();
+        let auth = crate::auth::AuthConfig::from_options(&opts).unwrap();
+        assert!(
+            auth.operator()
+                .unwrap()
+                .account(&acc.public_key())
+                .is_some()
+        );
+        // Wrong signer kinds are refused.
+        assert!(
+            account(&JwtAccountArgs {
+                common: common(dir.join("acc.nk"), "x"),
+                ..acc_args
+            })
+            .is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
