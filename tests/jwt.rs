@@ -28,6 +28,15 @@ fn ringnats(args: &[&str]) -> String {
     out.stdout.trim().to_string()
 }
 
+/// The seed in `ringnats keygen` output (`… private key: S…`).
+fn seed_of(keygen_output: &str) -> &str {
+    keygen_output
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .find(|w| w.starts_with('S'))
+        .expect("a seed in keygen output")
+}
+
 /// A key pair whose seed is in a file (as `ringnats jwt --signer` reads it).
 struct Key {
     pair: KeyPair,
@@ -63,7 +72,7 @@ impl Setup {
             let text = ringnats(&["keygen", kind]);
             let seed_file = dir.join(name);
             std::fs::write(&seed_file, &text).expect("write seed");
-            let seed = text.lines().next().expect("seed line");
+            let seed = seed_of(&text);
             Key {
                 pair: KeyPair::from_seed(seed).expect("seed"),
                 seed_file,
@@ -149,7 +158,7 @@ impl Setup {
     /// A new user key and its JWT signed by `signer` with `flags`; returns (key, jwt).
     fn user(&self, signer: &Key, flags: &[&str]) -> (Key, String) {
         let text = ringnats(&["keygen", "user"]);
-        let seed = text.lines().next().expect("seed line").to_string();
+        let seed = seed_of(&text).to_string();
         let pair = KeyPair::from_seed(&seed).expect("seed");
         let seed_file = self.dir.join(format!("{}.nk", pair.public_key()));
         std::fs::write(&seed_file, &text).expect("write seed");

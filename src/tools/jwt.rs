@@ -195,12 +195,13 @@ fn permission(allow: &[String], deny: &[String]) -> Permission {
 }
 
 fn read_signer(path: &Path) -> Result<KeyPair, String> {
-    let seed = read_trimmed(path)?;
-    // The first line that looks like a seed: a keygen output has the public key after it.
-    let seed = seed
+    let text = read_trimmed(path)?;
+    // A bare seed, or `ringnats keygen` output (`… public key: U…` / `… private key: SU…`):
+    // the last word of the first line holding a seed.
+    let seed = text
         .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with('S'))
+        .filter_map(|l| l.split_whitespace().last())
+        .find(|w| w.starts_with('S'))
         .unwrap_or("");
     KeyPair::from_seed(seed).map_err(|_| format!("{}: not an nkey seed", path.display()))
 }
