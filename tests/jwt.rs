@@ -480,3 +480,38 @@ fn vector_jwts_are_accepted() {
     ));
     expect_logged_in(conn);
 }
+
+#[test]
+fn account_connection_limit() {
+    let setup = Setup::new(&["--conn", "1"]);
+    let server = setup.start();
+    let (user, jwt) = setup.user(&setup.account, &[]);
+    let first = expect_logged_in(raw_login(&server, &jwt, &user.pair));
+    let mut second = raw_login(&server, &jwt, &user.pair);
+    second.send(b"PING\r\n");
+    second.expect_err("maximum account active connections exceeded");
+    second.expect_closed();
+    // Once the first is gone its slot is free again (the server notices the close a moment
+    // later: retry until a login works, bounded by the harness deadline).
+    drop(first);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let mut conn = raw_login(&server, &jwt, &user.pair);
+        conn.send(b"PING\r\n");
+        let logged_in = loop {
+            match conn.try_read_line(deadline) {
+                Ok(line) if line == b"PONG" => break true,
+                Ok(line) if line.starts_with(b"-ERR") => break false,
+                Ok(_) => continue,
+                Err(end) => panic!("no answer to PING: {end:?}"),
+            }
+        };
+        if logged_in {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+    }
+}

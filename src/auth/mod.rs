@@ -167,6 +167,9 @@ pub struct ClientIdentity {
     pub deadline: Option<SystemTime>,
     /// Per-connection limits from a user or account JWT (none for the other methods).
     pub limits: ConnLimits,
+    /// This connection's place in its JWT account's `limits.conn`; the connection keeps it
+    /// until it is gone.
+    pub account_conn: Option<Arc<operator::AccountConnGuard>>,
 }
 
 /// Limits a JWT puts on one connection, already the smaller of the user's and the account's
@@ -227,6 +230,8 @@ pub enum AuthFailure {
     OutsideTimeWindow,
     #[error("bearer token not allowed by the account")]
     BearerNotAllowed,
+    #[error("maximum account active connections exceeded")]
+    AccountConnectionsExceeded,
 }
 
 /// Identity material from a verified client certificate (the TLS layer fills it).
@@ -477,6 +482,7 @@ impl User {
             permissions: self.permissions.clone(),
             deadline: self.deadline,
             limits: ConnLimits::default(),
+            account_conn: None,
         }
     }
 
@@ -503,6 +509,7 @@ fn anonymous() -> ClientIdentity {
         permissions: None,
         deadline: None,
         limits: ConnLimits::default(),
+        account_conn: None,
     }
 }
 

@@ -14,6 +14,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ahash::AHashMap;
@@ -68,6 +69,46 @@ pub struct JwtAccount {
     pub data: ClaimsData,
     pub claims: AccountClaims,
     default_permissions: Option<Arc<Permissions>>,
+    /// Live connections of this account on all shards, for `limits.conn`.
+    connections: Arc<ConnCounter>,
+}
+
+/// Connections of one account across all shards. An atomic of the control plane: touched
+/// once at CONNECT and once at close by whichever shard owns the connection. A reload builds
+/// new counters, and re-checking a live connection moves it onto the new one.
+#[derive(Debug, Default)]
+pub struct ConnCounter(AtomicUsize);
+
+/// One counted connection; dropping it (when the connection is gone) uncounts it.
+#[derive(Debug)]
+pub struct AccountConnGuard(Arc<ConnCounter>);
+
+impl ConnCounter {
+    /// Counts one more connection unless `limit` are already counted.
+    fn try_acquire(self: &Arc<Self>, limit: usize) -> Option<AccountConnGuard> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| AccountConnGuard(Arc::clone(self)))
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for AccountConnGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PartialEq for AccountConnGuard {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The parts of a user JWT that do not change between CONNECTs.
@@ -96,6 +137,11 @@ pub(crate) struct OperatorSettings {
 impl OperatorMode {
     pub fn account(&self, key: &str) -> Option<&Arc<JwtAccount>> {
         self.accounts.get(key)
+    }
+
+    /// Live connections counted against `key`'s `limits.conn`.
+    pub fn account_connections(&self, key: &str) -> Option<usize> {
+        self.accounts.get(key).map(|a| a.connections.count())
     }
 
     /// Checks a CONNECT in operator mode. `peer` is the client's address (for `src`).
@@ -132,6 +178,16 @@ impl OperatorMode {
             return Err(AuthFailure::ConnectionTypeNotAllowed);
         }
         let window_end = time_window_end(&user.limits, now_unix)?;
+        // Last, so a refused CONNECT never holds a slot (nats-server checks it at register).
+        let account_conn = match usize::try_from(account.claims.limits.conn) {
+            Ok(limit) => Some(Arc::new(
+                account
+                    .connections
+                    .try_acquire(limit)
+                    .ok_or(AuthFailure::AccountConnectionsExceeded)?,
+            )),
+            Err(_) => None,
+        };
         let deadline = [expiry(user.data.exp), expiry(account.data.exp), window_end]
             .into_iter()
             .flatten()
@@ -142,6 +198,7 @@ impl OperatorMode {
             permissions: user.permissions.clone(),
             deadline,
             limits: user.conn_limits,
+            account_conn,
         })
     }
 
@@ -722,6 +779,7 @@ impl OperatorMode {
             data,
             claims,
             default_permissions,
+            connections: Arc::default(),
         })
     }
 

@@ -20,6 +20,7 @@ pub(crate) fn verify(token: &Arc<Secret>, connect: &ConnectOptions) -> Verdict {
         permissions: None,
         deadline: None,
         limits: Default::default(),
+        account_conn: None,
     };
     compare(token, Some(offered), identity, AuthFailure::BadToken)
 }

@@ -200,6 +200,8 @@ pub struct Conn {
     /// A JWT's subscription limit for this connection (the server's `max_subscriptions` still
     /// applies when lower).
     pub max_subs: Option<usize>,
+    /// Held while connected: counts this connection in its JWT account's `limits.conn`.
+    pub account_conn: Option<std::sync::Arc<crate::auth::operator::AccountConnGuard>>,
     /// This publisher waits for a subscriber to drain (fast-producer stall).
     pub stall: Option<Stall>,
     /// As a subscriber: `out.written()` when it was found to have drained nothing during a
@@ -262,6 +264,7 @@ impl Conn {
             responses: None,
             expires: None,
             max_subs: None,
+            account_conn: None,
             credentials: None,
             stall: None,
             stuck_at: None,

@@ -262,6 +262,15 @@ impl Shard {
         );
         crate::logging::client::auth_error(conn);
         self.sys_auth_error_event(slot);
+        if failure == AuthFailure::AccountConnectionsExceeded {
+            // nats-server `maxAccountConnExceeded`.
+            self.close_with_error(
+                slot,
+                "maximum account active connections exceeded",
+                CloseReason::MaxConnectionsExceeded,
+            );
+            return;
+        }
         self.close_with_error(
             slot,
             "Authorization Violation",
@@ -288,6 +297,7 @@ impl Shard {
         conn.perms = identity.permissions;
         conn.expires = identity.deadline.map(|at| instant_of(at, now));
         conn.max_subs = identity.limits.max_subs;
+        conn.account_conn = identity.account_conn;
         self.apply_max_payload(slot, identity.limits.max_payload);
     }
 
@@ -379,6 +389,12 @@ impl Shard {
                     None | Some(AuthFailure::UnknownUser | AuthFailure::UnknownNkey) => {
                         self.close(slot, CloseReason::AuthenticationViolation)
                     }
+                    // nats-server closes a user revoked by an account update so.
+                    Some(AuthFailure::Revoked) => self.close_with_error(
+                        slot,
+                        "User Authentication Revoked",
+                        CloseReason::AuthenticationViolation,
+                    ),
                     Some(_) => self.close_with_error(
                         slot,
                         "Authorization Violation",

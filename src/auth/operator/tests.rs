@@ -466,3 +466,23 @@ fn min_limits() {
     assert_eq!(min_limit(9, 7), Some(7));
     assert_eq!(min_limit(0, -1), Some(0));
 }
+
+#[test]
+fn account_connection_limit_counts_live_identities() {
+    let cfg = auth(&config_with_account(|a| a.limits.conn = 1)).unwrap();
+    let login = || check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now());
+    let first = login().unwrap();
+    assert_eq!(login().err(), Some(AuthFailure::AccountConnectionsExceeded));
+    let op = cfg.operator().unwrap();
+    assert_eq!(op.account_connections(&v("acc_pub")), Some(1));
+    // A refused CONNECT holds nothing; dropping the identity (the connection is gone) frees
+    // the slot.
+    drop(first);
+    assert_eq!(op.account_connections(&v("acc_pub")), Some(0));
+    let again = login().unwrap();
+    assert!(again.account_conn.is_some());
+    // No limit (-1): nothing is counted.
+    let cfg = auth(&config_with_account(|a| a.limits.conn = -1)).unwrap();
+    let id = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).unwrap();
+    assert!(id.account_conn.is_none());
+}
