@@ -304,8 +304,9 @@ impl Shard {
     /// A JWT's payload limit: lowers the parser's limit and tells the client with a new INFO
     /// (nats-server sends one with the lowered `max_payload` and no nonce).
     fn apply_max_payload(&mut self, slot: u32, limit: Option<usize>) {
-        let server_max = self.limits.max_payload;
-        let effective = limit.map_or(server_max, |l| l.min(server_max));
+        // Without a JWT limit the parser keeps the server's (a reload updates that itself).
+        let Some(limit) = limit else { return };
+        let effective = limit.min(self.limits.max_payload);
         let conn = &mut self.conns[slot as usize];
         if conn.parser.limits().max_payload == effective {
             return;
