@@ -5,7 +5,8 @@
 # on a free loopback port, opens N client connections that each send CONNECT and PING and get
 # their PONG (so the server has accepted, registered and answered every one of them), then
 # reads the server's resident memory (VmRSS from /proc) before and after and divides the growth
-# by N. The connections stay open and idle while RSS is read, then all are closed.
+# by N. The connections stay open and idle while RSS is read, then all are closed, and RSS is
+# watched for 20 s more: how soon it is back within half of the growth (issue 9 §3).
 #
 # 20,000 connections need more than the usual 1,024 descriptors on both sides: the script
 # raises its own RLIMIT_NOFILE to N + 100 before it starts the servers, which inherit it.
@@ -85,21 +86,37 @@ def open_idle(port, n, within):
     return conns
 
 
+# How long RSS is watched after the connections close (issue 9 §3: back within half of the
+# growth in 20 s).
+RELEASE_WITHIN_S = 20.0
+
+
 def measure(server_cmd, n):
+    """Returns (RSS before, RSS held, RSS 20 s after closing, seconds until RSS was back within
+    half of the growth or None, connections accepted per second while opening)."""
     conns = []
     with PinnedServer(server_cmd, stop_timeout_s=10) as server:
         try:
             time.sleep(0.5)
             before = rss_kib(server.pid)
+            start = time.time()
             conns = open_idle(server.port, n, within=120)
+            rate = n / (time.time() - start)
             time.sleep(1.0)
             after = rss_kib(server.pid)
             if server.process.poll() is not None:
                 raise RuntimeError("server exited")
-            return before, after
         finally:
             for s in conns:
                 s.close()
+        closed = time.time()
+        back_after = None
+        while time.time() - closed < RELEASE_WITHIN_S:
+            time.sleep(0.25)
+            if back_after is None and rss_kib(server.pid) - before <= (after - before) / 2:
+                back_after = time.time() - closed
+        released = rss_kib(server.pid)
+        return before, after, released, back_after, rate
 
 
 def main():
@@ -117,11 +134,14 @@ def main():
     for r in range(args.rounds):
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
-            before, after = measure(commands[name], args.conns)
+            before, after, released, back_after, rate = measure(commands[name], args.conns)
             per_conn = (after - before) * 1024 / args.conns
-            results[name].append((before, after, per_conn))
+            results[name].append((before, after, per_conn, released, back_after, rate))
+            back = "not within 20 s" if back_after is None else f"{back_after:.1f} s"
             print(f"round {r + 1} {name}: RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, "
-                  f"{per_conn:,.0f} B per connection", file=sys.stderr)
+                  f"{per_conn:,.0f} B per connection, {rate:,.0f} accepted/s; closed: "
+                  f"{released / 1024:.1f} MiB after {RELEASE_WITHIN_S:.0f} s, half the growth "
+                  f"back {back}", file=sys.stderr)
     lines = [
         f"# Idle connections: {args.conns:,} held, CONNECT + PING/PONG each, then idle",
         "",
@@ -129,16 +149,26 @@ def main():
         "- per connection = (server VmRSS with all connections held, 1 s after the last PONG"
         " - VmRSS before the first connect) / connections",
         "",
-        "| server | RSS before, MiB | RSS held, MiB | bytes per connection (median) | per round |",
-        "|---|---|---|---|---|",
+        "- after closing: VmRSS 20 s after the last close, and how soon it was back within half"
+        " of the growth (issue 9 §3)",
+        "",
+        "| server | RSS before, MiB | RSS held, MiB | bytes per connection (median) | per round "
+        "| RSS 20 s after closing, MiB | half the growth back after, s | accepted/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         rows = results[name]
+        backs = [r[4] for r in rows]
+        back = ("never" if any(b is None for b in backs)
+                else f"{statistics.median(backs):.1f}")
         lines.append(
-            f"| {name} | {statistics.median(b for b, _, _ in rows) / 1024:.1f} "
-            f"| {statistics.median(a for _, a, _ in rows) / 1024:.1f} "
-            f"| {statistics.median(p for _, _, p in rows):,.0f} "
-            f"| {', '.join(f'{p:,.0f}' for _, _, p in rows)} |")
+            f"| {name} | {statistics.median(r[0] for r in rows) / 1024:.1f} "
+            f"| {statistics.median(r[1] for r in rows) / 1024:.1f} "
+            f"| {statistics.median(r[2] for r in rows):,.0f} "
+            f"| {', '.join(f'{r[2]:,.0f}' for r in rows)} "
+            f"| {statistics.median(r[3] for r in rows) / 1024:.1f} "
+            f"| {back} "
+            f"| {statistics.median(r[5] for r in rows):,.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

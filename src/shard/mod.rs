@@ -175,6 +175,9 @@ pub struct Shard {
     shutting_down: Option<Instant>,
     /// Lame-duck mode (SIGUSR2), once this shard has seen it start.
     lame_duck: Option<lame_duck::LameDuck>,
+    /// Most connections held since memory was last given back (see
+    /// `give_back_after_disconnects`).
+    conns_peak: usize,
     /// Peers that announced `Quiesced` during a graceful stop.
     quiesced_peers: usize,
     accepting: bool,
@@ -261,6 +264,7 @@ impl Shard {
             next_stall_log: now,
             shutting_down: None,
             lame_duck: None,
+            conns_peak: 0,
             quiesced_peers: 0,
             accepting: true,
             monitor: monitor::ShardMonitor::new(None, peers),

@@ -14,9 +14,23 @@ use crate::shard::{Limits, Shard, mark_dirty};
 /// How long a graceful shutdown waits for output to drain before closing anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Connections a shard must have held for a later fall to a quarter of them to count as a
+/// mass disconnect (see `give_back_after_disconnects`).
+const MASS_DISCONNECT_MIN: usize = 1024;
+
+// The allocator is mimalloc (main.rs); naming the crate links it wherever this library is.
+extern crate mimalloc as _;
+
+unsafe extern "C" {
+    /// mimalloc: frees what this thread's heap keeps for reuse and returns empty pages to the
+    /// operating system (`force`: now, not after the purge delay).
+    fn mi_collect(force: bool);
+}
+
 impl Shard {
     pub(super) fn on_tick(&mut self) {
         crate::logging::client::report_suppressed();
+        self.give_back_after_disconnects();
         if self.shared.is_shutting_down() && self.shutting_down.is_none() {
             self.begin_shutdown();
         }
@@ -88,6 +102,40 @@ impl Shard {
         for slot in expired_drains {
             self.shutdown_socket(slot);
         }
+    }
+
+    /// After a mass disconnect (down to a quarter of the connections held since the last
+    /// time, at least `MASS_DISCONNECT_MIN` of them), gives back what the departed left
+    /// behind: the connection and subscription slabs past their last live slot, the per-turn
+    /// vectors, and the pages the allocator keeps for this thread (freed connections' buffers).
+    /// An idle shard does not allocate, so without this the allocator never purges them.
+    fn give_back_after_disconnects(&mut self) {
+        let live = self.conns.len();
+        self.conns_peak = self.conns_peak.max(live);
+        if self.conns_peak < MASS_DISCONNECT_MIN || live > self.conns_peak / 4 {
+            return;
+        }
+        self.conns_peak = live;
+        self.conns.shrink_to_fit();
+        self.subs.shrink_to_fit();
+        for list in [
+            &mut self.dirty,
+            &mut self.over_half,
+            &mut self.stalled,
+            &mut self.pong_waiters,
+        ] {
+            list.shrink_to_fit();
+        }
+        self.to_close.shrink_to_fit();
+        self.local_interest.shrink_to_fit();
+        // SAFETY: a plain call into the global allocator, on the thread whose heap it trims.
+        unsafe { mi_collect(true) };
+        tracing::debug!(
+            shard = self.id.0,
+            live,
+            slots = self.conns.capacity(),
+            "mass disconnect: memory given back"
+        );
     }
 
     /// Picks up options changed by a reload (SIGHUP); they apply to new connections, and the
