@@ -238,17 +238,25 @@ fn junk_behind_a_tls_connect_under_check_is_not_buffered() {
 
 #[test]
 fn a_check_still_queued_at_the_auth_timeout_times_out() {
-    // 16 checks on a pool of two threads take several times the one-second timeout.
+    // 16 checks on a pool of two threads take several times the one-second timeout. Each
+    // client is a different user, so the verified-credential cache cannot answer for the
+    // first check, and the cost is 12 even in CI's release build with debug assertions on
+    // (`hash` lowers the cost under debug assertions: at cost 9 all 16 fit in the timeout).
     const CLIENTS: usize = 16;
+    let users: Vec<String> = (0..CLIENTS)
+        .map(|i| format!("{{user: u{i}, password: \"{}\"}}", common::bcrypt_2a(&format!("pw{i}"), 12)))
+        .collect();
     let conf = format!(
-        "authorization {{ timeout: 1\n users: [ {{user: u, password: \"{}\"}} ] }}",
-        hash("pw", 12)
+        "authorization {{ timeout: 1\n users: [ {} ] }}",
+        users.join(", ")
     );
     let server = start(&conf, 1);
     let port = server.port();
     let mut conns: Vec<RawConn> = (0..CLIENTS).map(|_| RawConn::connect(port)).collect();
-    for conn in &mut conns {
-        conn.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"pw\"}\r\nPING\r\n");
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let connect =
+            format!("CONNECT {{\"verbose\":false,\"user\":\"u{i}\",\"pass\":\"pw{i}\"}}\r\nPING\r\n");
+        conn.send(connect.as_bytes());
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut admitted = 0;
