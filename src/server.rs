@@ -607,6 +607,12 @@ fn bind_listeners(opts: &ServerOptions, count: usize) -> Result<Vec<RawFd>, Star
 /// Binds `addr` the way nats-server does (`SO_REUSEADDR`, no `SO_REUSEPORT`) and lets it go:
 /// fails with `EADDRINUSE` when any socket listens there, ours or another broker's group.
 fn probe_exclusive(addr: SocketAddr) -> std::io::Result<()> {
+    bind_tcp(addr, false).map(drop)
+}
+
+/// A bound TCP socket with `SO_REUSEADDR` (as nats-server binds) and, when `reuse_port`, in a
+/// `SO_REUSEPORT` group; the one place the client, probe and monitoring listeners are made.
+pub(crate) fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -614,7 +620,11 @@ fn probe_exclusive(addr: SocketAddr) -> std::io::Result<()> {
         Some(Protocol::TCP),
     )?;
     sock.set_reuse_address(true)?;
-    sock.bind(&addr.into())
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock)
 }
 
 /// How long start-up waits for another ringnats to finish binding the same port.
@@ -660,15 +670,7 @@ fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
 }
 
 fn listener_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    sock.set_reuse_address(true)?;
-    sock.set_reuse_port(true)?;
-    sock.bind(&addr.into())?;
+    let sock = bind_tcp(addr, true)?;
     sock.listen(4096)?;
     Ok(sock)
 }

@@ -244,7 +244,12 @@ fn a_check_still_queued_at_the_auth_timeout_times_out() {
     // (`hash` lowers the cost under debug assertions: at cost 9 all 16 fit in the timeout).
     const CLIENTS: usize = 16;
     let users: Vec<String> = (0..CLIENTS)
-        .map(|i| format!("{{user: u{i}, password: \"{}\"}}", common::bcrypt_2a(&format!("pw{i}"), 12)))
+        .map(|i| {
+            format!(
+                "{{user: u{i}, password: \"{}\"}}",
+                common::bcrypt_2a(&format!("pw{i}"), 12)
+            )
+        })
         .collect();
     let conf = format!(
         "authorization {{ timeout: 1\n users: [ {} ] }}",
@@ -254,8 +259,9 @@ fn a_check_still_queued_at_the_auth_timeout_times_out() {
     let port = server.port();
     let mut conns: Vec<RawConn> = (0..CLIENTS).map(|_| RawConn::connect(port)).collect();
     for (i, conn) in conns.iter_mut().enumerate() {
-        let connect =
-            format!("CONNECT {{\"verbose\":false,\"user\":\"u{i}\",\"pass\":\"pw{i}\"}}\r\nPING\r\n");
+        let connect = format!(
+            "CONNECT {{\"verbose\":false,\"user\":\"u{i}\",\"pass\":\"pw{i}\"}}\r\nPING\r\n"
+        );
         conn.send(connect.as_bytes());
     }
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -583,14 +583,7 @@ fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
 
 /// A plain listener without `SO_REUSEPORT`, so a port another process holds is refused.
 fn listener_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    sock.set_reuse_address(true)?;
-    sock.bind(&addr.into())?;
+    let sock = crate::server::bind_tcp(addr, false)?;
     sock.listen(1024)?;
     Ok(sock.into())
 }
