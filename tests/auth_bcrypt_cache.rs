@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BrokerBin, RawConn, ReadEnd, show};
+use common::{Launch, RawConn, ReadEnd, show};
 
 /// More CONNECTs needing bcrypt than the pool holds (two running plus `QUEUE_LEN_MAX` = 256
 /// queued).
@@ -76,7 +76,7 @@ fn a_full_pool_refuses_with_authorization_violation() {
         &common::bcrypt_2a("upw", cost()),
         &common::bcrypt_2a("fpw", cost()),
     );
-    let server = BrokerBin::ringnats(1).start(&conf, &[]);
+    let server = Launch::ringnats().shards(1).config(&conf).start();
     let mut fillers = fill_pool(server.port());
     // The last CONNECTs found the pool full (the checks before them take far longer than it
     // took to send them all); they are refused at once, not held until the timeout.
@@ -95,7 +95,7 @@ fn a_verified_credential_gets_in_while_the_pool_is_saturated() {
         &common::bcrypt_2a("upw", cost()),
         &common::bcrypt_2a("fpw", cost()),
     );
-    let server = BrokerBin::ringnats(1).start(&conf, &[]);
+    let server = Launch::ringnats().shards(1).config(&conf).start();
     let port = server.port();
     let (_first, answer) = login(port, "u", "upw");
     assert_eq!(answer, "PONG", "u logs in with bcrypt");
@@ -116,7 +116,7 @@ fn a_wrong_password_is_refused_after_the_right_one_was_cached() {
         &common::bcrypt_2a("upw", cost()),
         &common::bcrypt_2a("fpw", cost()),
     );
-    let server = BrokerBin::ringnats(1).start(&conf, &[]);
+    let server = Launch::ringnats().shards(1).config(&conf).start();
     let port = server.port();
     let (_first, answer) = login(port, "u", "upw");
     assert_eq!(answer, "PONG");
@@ -140,14 +140,12 @@ fn a_hash_changed_by_a_reload_must_be_proven_again() {
     let conf = |hash: &str| {
         format!("authorization {{ timeout: 10\n users: [ {{user: u, password: \"{hash}\"}} ] }}")
     };
-    let launch = BrokerBin::ringnats(1).launch(&conf(&old), &[]);
-    let port = launch.port;
-    let full_config = launch.config.clone();
-    let server = common::Daemon::start(launch);
+    let server = Launch::ringnats().shards(1).config(&conf(&old)).start();
+    let port = server.port();
     let (mut live, answer) = login(port, "u", "old-pw");
     assert_eq!(answer, "PONG");
 
-    server.rewrite_config(&full_config.replace(&old, &new));
+    server.rewrite_config_extra(&conf(&new));
     server.signal("HUP");
     // The reload re-checks the live connection: the old password no longer verifies.
     assert_eq!(

@@ -3,28 +3,23 @@
 //! `authorization` section that is enforced rather than ignored, the `-p`/`-a`/`-n` flags
 //! overriding the file, and the `keygen` / `passwd` tools.
 //!
-//! Each test spawns the binary with a deadline and checks the exit status and the exact words
-//! that matter (file, line and key of a config error; INFO fields seen through a raw socket;
-//! key prefixes and lengths; a bcrypt hash that verifies). Where nats-server 2.9.10 must behave
-//! the same (flag overrides, unknown keys, syntax errors, the max_payload/max_pending check), a
-//! sibling `*_nats_server` test runs the same check against it and skips when it is missing.
-//! Guards `cli.rs`, `config/` error reporting and `tools/` against drift from nats-server and
-//! against silently running with settings the user did not ask for.
+//! Each test spawns the binary with a deadline and checks the exit status and the exact words that
+//! matter (file, line and key of a config error; INFO fields seen through a raw socket; key
+//! prefixes and lengths; a bcrypt hash that verifies). Where nats-server 2.9.10 must behave the
+//! same (flag overrides, unknown keys, syntax errors, the max_payload/max_pending check), a sibling
+//! `*_nats_server` test runs the same check against it and skips when it is missing (a failure
+//! under CI). Guards `cli.rs`, `config/` error reporting and `tools/` against drift from
+//! nats-server and against silently running with settings the user did not ask for.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use common::{Daemon, Finished, Launch, nats_server_bin, ringnats_bin, run_to_exit};
+use common::{Finished, Launch};
 
-/// How long a command that should exit by itself may take (bcrypt at cost 4 is instant).
-const EXIT_WITHIN: Duration = Duration::from_secs(10);
-
-/// Runs `bin args...` with `stdin_data` and waits for it to exit.
-fn run(bin: &Path, args: &[&str], stdin_data: &[u8]) -> Finished {
-    run_to_exit(Command::new(bin).args(args), stdin_data, EXIT_WITHIN)
+/// Runs this build's ringnats with `args` and `stdin_data` to its exit.
+fn run(args: &[&str], stdin_data: &[u8]) -> Finished {
+    Launch::ringnats().run(args, stdin_data)
 }
 
 /// A config file in a fresh scratch directory; the directory is removed on drop.
@@ -66,7 +61,7 @@ fn assert_fails_with(out: &Finished, needles: &[&str]) {
 
 #[test]
 fn version_prints_name_and_crate_version() {
-    let out = run(&ringnats_bin(), &["--version"], b"");
+    let out = run(&["--version"], b"");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         out.stdout.trim_end(),
@@ -76,7 +71,7 @@ fn version_prints_name_and_crate_version() {
 
 #[test]
 fn help_succeeds_and_lists_the_nats_server_flags() {
-    let out = run(&ringnats_bin(), &["--help"], b"");
+    let out = run(&["--help"], b"");
     assert!(out.status.success(), "{out:?}");
     for flag in ["--config", "--port", "--addr", "--name", "--shards"] {
         assert!(
@@ -90,7 +85,7 @@ fn help_succeeds_and_lists_the_nats_server_flags() {
 #[test]
 fn test_flag_accepts_a_good_config() {
     let conf = ConfFile::new("port: 4999\nmax_payload: 2KB\nping_interval: \"30s\"\n");
-    let out = run(&ringnats_bin(), &["-t", "-c", conf.arg()], b"");
+    let out = run(&["-t", "-c", conf.arg()], b"");
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("is valid"), "{out:?}");
 }
@@ -98,7 +93,7 @@ fn test_flag_accepts_a_good_config() {
 #[test]
 fn test_flag_names_file_line_and_key_of_an_unknown_field() {
     let conf = ConfFile::new("port: 4999\nfoo_bar: 1\n");
-    let out = run(&ringnats_bin(), &["-t", "-c", conf.arg()], b"");
+    let out = run(&["-t", "-c", conf.arg()], b"");
     let at = format!("{}:2", conf.arg());
     assert_fails_with(&out, &[&at, "unknown field \"foo_bar\""]);
 }
@@ -106,7 +101,7 @@ fn test_flag_names_file_line_and_key_of_an_unknown_field() {
 #[test]
 fn test_flag_names_file_line_and_key_of_max_payload_over_max_pending() {
     let conf = ConfFile::new("port: 4999\nmax_payload: 70MB\n");
-    let out = run(&ringnats_bin(), &["-t", "-c", conf.arg()], b"");
+    let out = run(&["-t", "-c", conf.arg()], b"");
     let at = format!("{}:2", conf.arg());
     // The same words nats-server uses (it only checks this when starting, see below).
     assert_fails_with(
@@ -122,30 +117,29 @@ fn test_flag_names_file_line_and_key_of_max_payload_over_max_pending() {
 #[test]
 fn test_flag_names_file_and_line_of_a_syntax_error() {
     let conf = ConfFile::new("port: 4999\nmax_payload: 1024\nport = = {\n");
-    let out = run(&ringnats_bin(), &["-t", "-c", conf.arg()], b"");
+    let out = run(&["-t", "-c", conf.arg()], b"");
     let at = format!("{}:3", conf.arg());
     assert_fails_with(&out, &[&at, "parse error"]);
 }
 
 #[test]
 fn bad_configs_fail_in_nats_server_too() {
-    let Some(nats) = nats_server_bin() else {
-        eprintln!("skipped: no nats-server");
+    let Some(nats) = Launch::nats_server() else {
         return;
     };
     let unknown = ConfFile::new("port: 4999\nfoo_bar: 1\n");
-    let out = run(&nats, &["-t", "-c", unknown.arg()], b"");
+    let out = nats.run(&["-t", "-c", unknown.arg()], b"");
     let at = format!("{}:2", unknown.arg());
     assert_fails_with(&out, &[&at, "unknown field \"foo_bar\""]);
 
     let syntax = ConfFile::new("port: 4999\nmax_payload: 1024\nport = = {\n");
-    let out = run(&nats, &["-t", "-c", syntax.arg()], b"");
+    let out = nats.run(&["-t", "-c", syntax.arg()], b"");
     assert_fails_with(&out, &["line 3"]);
 
     // nats-server's `-t` only parses; the limit check runs when it starts. ringnats checks it
     // under `-t` already, with the same words.
     let big = ConfFile::new("listen: 127.0.0.1:-1\nmax_payload: 70MB\n");
-    let out = run(&nats, &["-c", big.arg()], b"");
+    let out = nats.run(&["-c", big.arg()], b"");
     assert_fails_with(
         &out,
         &["max_payload (73400320) cannot be higher than max_pending (67108864)"],
@@ -158,14 +152,14 @@ fn bad_operator_mode_configs_are_refused_at_startup() {
     let port = common::pick_port();
     let text = format!("listen: 127.0.0.1:{port}\noperator: \"op.jwt\"\nresolver: MEMORY\n");
     let conf = ConfFile::new(&text);
-    let out = run(&ringnats_bin(), &["-c", conf.arg(), "--shards", "1"], b"");
+    let out = run(&["-c", conf.arg(), "--shards", "1"], b"");
     let at = format!("{}:2", conf.arg());
     assert_fails_with(&out, &[&at, "error parsing operator JWT: open op.jwt"]);
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "something listens on {port} after a refused start"
     );
-    let out = run(&ringnats_bin(), &["-t", "-c", conf.arg()], b"");
+    let out = run(&["-t", "-c", conf.arg()], b"");
     assert_fails_with(&out, &["error parsing operator JWT"]);
     // The full resolver is not implemented yet: refused with a clear message, never run open.
     let text = format!(
@@ -173,16 +167,16 @@ fn bad_operator_mode_configs_are_refused_at_startup() {
          resolver: {{ type: full, dir: \"jwt\" }}\n"
     );
     let conf = ConfFile::new(&text);
-    let out = run(&ringnats_bin(), &["-c", conf.arg(), "--shards", "1"], b"");
+    let out = run(&["-c", conf.arg(), "--shards", "1"], b"");
     assert_fails_with(&out, &["resolver", "not supported yet", "resolver: MEMORY"]);
 }
 
-/// Starts `bin` with `authorization { user, password }` and checks it does not run open: a
+/// Starts `broker` with `authorization { user, password }` and checks it does not run open: a
 /// CONNECT without credentials gets `-ERR 'Authorization Violation'` and a close, one with
 /// them gets PONG.
-fn check_authorization_is_enforced(bin: &Path, args: &[&str]) {
+fn check_authorization_is_enforced(broker: &Launch) {
     let extra = "authorization {\n  user: alice\n  password: s3cret\n}";
-    let server = Daemon::start(Launch::listen(bin, extra, args));
+    let server = broker.config(extra).start();
     let mut anonymous = common::RawConn::connect(server.port());
     anonymous.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
     anonymous.expect_err("Authorization Violation");
@@ -194,16 +188,15 @@ fn check_authorization_is_enforced(bin: &Path, args: &[&str]) {
 
 #[test]
 fn authorization_section_is_enforced() {
-    check_authorization_is_enforced(&ringnats_bin(), &["--shards", "2"]);
+    check_authorization_is_enforced(&Launch::ringnats());
 }
 
 #[test]
 fn authorization_section_is_enforced_nats_server() {
-    let Some(nats) = nats_server_bin() else {
-        eprintln!("skipped: no nats-server");
+    let Some(nats) = Launch::nats_server() else {
         return;
     };
-    check_authorization_is_enforced(&nats, &[]);
+    check_authorization_is_enforced(&nats);
 }
 
 #[test]
@@ -211,9 +204,9 @@ fn missing_config_file_fails_clearly() {
     let dir = common::scratch_dir();
     let missing = dir.join("does-not-exist.conf");
     let missing = missing.to_str().expect("utf-8 temp path");
-    let out = run(&ringnats_bin(), &["-c", missing], b"");
+    let out = run(&["-c", missing], b"");
     assert_fails_with(&out, &[missing, "No such file"]);
-    let out = run(&ringnats_bin(), &["-t", "-c", missing], b"");
+    let out = run(&["-t", "-c", missing], b"");
     assert_fails_with(&out, &[missing, "No such file"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -221,28 +214,23 @@ fn missing_config_file_fails_clearly() {
 #[test]
 fn zero_shards_fails_clearly() {
     let port = common::pick_port().to_string();
-    let out = run(
-        &ringnats_bin(),
-        &["-a", "127.0.0.1", "-p", &port, "--shards", "0"],
-        b"",
-    );
+    let out = run(&["-a", "127.0.0.1", "-p", &port, "--shards", "0"], b"");
     assert_fails_with(&out, &["--shards", "at least 1"]);
 }
 
-/// Starts `bin` with a file that says `127.0.0.2:<port A>` and `server_name: from_file`, and
-/// flags that say `-a 127.0.0.1 -p <port B> -n from_flag`; checks INFO on 127.0.0.1:<B>.
-fn check_flags_override_file(bin: &Path, extra_args: &[&str]) {
+/// Starts `broker` with a file that says `127.0.0.2:<port A>` and `server_name: from_file`,
+/// and flags that say `-a 127.0.0.1 -p <port B> -n from_flag`; checks INFO on 127.0.0.1:<B>.
+fn check_flags_override_file(broker: &Launch) {
     let file_port = common::pick_port();
     let flag_port = common::pick_port();
     let flag_port_arg = flag_port.to_string();
-    let mut args = vec!["-a", "127.0.0.1", "-p", &flag_port_arg, "-n", "from_flag"];
-    args.extend_from_slice(extra_args);
-    let server = Daemon::start(Launch {
-        program: vec![bin.as_os_str().to_owned()],
-        config: format!("listen: 127.0.0.2:{file_port}\nserver_name: from_file\n"),
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        port: flag_port,
-    });
+    let server = broker
+        .config_text(&format!(
+            "listen: 127.0.0.2:{file_port}\nserver_name: from_file\n"
+        ))
+        .args(["-a", "127.0.0.1", "-p", &flag_port_arg, "-n", "from_flag"])
+        .port(flag_port)
+        .start();
     let info = common::info_of(server.port());
     assert_eq!(info["port"], u64::from(flag_port), "{info}");
     assert_eq!(info["host"], "127.0.0.1", "{info}");
@@ -255,16 +243,15 @@ fn check_flags_override_file(bin: &Path, extra_args: &[&str]) {
 
 #[test]
 fn port_addr_and_name_flags_override_the_file() {
-    check_flags_override_file(&ringnats_bin(), &["--shards", "2"]);
+    check_flags_override_file(&Launch::ringnats());
 }
 
 #[test]
 fn port_addr_and_name_flags_override_the_file_nats_server() {
-    let Some(nats) = nats_server_bin() else {
-        eprintln!("skipped: no nats-server");
+    let Some(nats) = Launch::nats_server() else {
         return;
     };
-    check_flags_override_file(&nats, &[]);
+    check_flags_override_file(&nats);
 }
 
 /// The two labelled lines of a keygen run, public key first: (seed, public key).
@@ -283,7 +270,7 @@ fn keygen_lines(out: &Finished, label: &str) -> (String, String) {
 
 #[test]
 fn keygen_user_prints_a_user_seed_and_public_key() {
-    let out = run(&ringnats_bin(), &["keygen", "user"], b"");
+    let out = run(&["keygen", "user"], b"");
     let (seed, public) = keygen_lines(&out, "User");
     assert!(seed.starts_with("SU"), "{seed}");
     assert!(public.starts_with('U'), "{public}");
@@ -294,13 +281,13 @@ fn keygen_user_prints_a_user_seed_and_public_key() {
         public,
         "seed and public key belong together"
     );
-    let again = keygen_lines(&run(&ringnats_bin(), &["keygen", "user"], b""), "User");
+    let again = keygen_lines(&run(&["keygen", "user"], b""), "User");
     assert_ne!(again.0, seed, "two runs gave the same seed");
 }
 
 #[test]
 fn keygen_short_flag_makes_an_account_key() {
-    let out = run(&ringnats_bin(), &["-k", "account"], b"");
+    let out = run(&["-k", "account"], b"");
     let (seed, public) = keygen_lines(&out, "Account");
     assert!(seed.starts_with("SA"), "{seed}");
     assert!(public.starts_with('A'), "{public}");
@@ -319,7 +306,7 @@ fn keygen_labels_every_kind_public_key_first() {
         ("curve", "Curve", "SX", 'X'),
     ];
     for (kind, label, seed_prefix, public_prefix) in kinds {
-        let out = run(&ringnats_bin(), &["keygen", kind], b"");
+        let out = run(&["keygen", kind], b"");
         let (seed, public) = keygen_lines(&out, label);
         assert!(seed.starts_with(seed_prefix), "{kind}: {seed}");
         assert!(public.starts_with(public_prefix), "{kind}: {public}");
@@ -332,7 +319,7 @@ fn keygen_labels_every_kind_public_key_first() {
 
 #[test]
 fn passwd_hashes_a_piped_password_with_bcrypt() {
-    let out = run(&ringnats_bin(), &["passwd", "--cost", "4"], b"hunter2\n");
+    let out = run(&["passwd", "--cost", "4"], b"hunter2\n");
     assert!(out.status.success(), "{out:?}");
     let hash = out.stdout.trim_end();
     assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
@@ -346,7 +333,7 @@ fn passwd_hashes_a_piped_password_with_bcrypt() {
 
 #[test]
 fn passwd_refuses_a_cost_bcrypt_does_not_have() {
-    let out = run(&ringnats_bin(), &["passwd", "--cost", "3"], b"hunter2\n");
+    let out = run(&["passwd", "--cost", "3"], b"hunter2\n");
     assert_fails_with(&out, &["cost"]);
     assert!(out.stdout.is_empty(), "{out:?}");
 }

@@ -1,30 +1,29 @@
 //! Per-user publish/subscribe permissions over plain TCP, as clients see them.
 //!
 //! Users log in with passwords (`authorization { users = [...] }`). Checked byte for byte with
-//! `RawConn`: a denied PUB gets `-ERR 'Permissions Violation for Publish to "x"'`, the message
-//! is dropped and the connection stays open; a denied SUB gets `... for Subscription to "x"`
-//! (with `using queue "q"` for queue subscriptions) and is ignored; queue entries
-//! (`"subject group"`) decide for queue subscriptions only; deny wins over allow; entries are
-//! wildcard patterns; a wildcard SUB covering a denied subject is accepted and the denied
-//! subject's messages are filtered out of it (also for `>` and queue subscriptions, and a
-//! queue group passes such a message to a member that may take it); `allow_responses` lets a
-//! responder answer the requests it received (once, or `max` times, also through wildcard
-//! queue subscriptions); `authorization.permissions` is the default for users without their
-//! own; verbose mode acknowledges only accepted ops; answers stay right past the permission
-//! cache's capacity; violation texts quote subjects like Go's `%q`; a reload applies new
-//! permissions, removes subscriptions they deny and closes connections of removed users.
-//! Every raw scenario has a `*_nats_server` sibling running it unchanged against nats-server
-//! 2.9.10 (skipped when it is not installed). One test pushes a steady stream from a
-//! restricted async-nats publisher and checks that every allowed message arrives, in order, and
-//! no denied one does. Tests marked `#[ignore = "bug: ..."]` are known ringnats deviations,
-//! kept to be un-ignored once fixed. Guards `src/perms.rs` and its use in `shard/mod.rs`
-//! (`may_publish`, `may_deliver`, queue routing), `shard/session.rs` (`on_sub`) and
-//! `shard/admission.rs` (`reauthorize_all`).
+//! `RawConn`: a denied PUB gets `-ERR 'Permissions Violation for Publish to "x"'`, the message is
+//! dropped and the connection stays open; a denied SUB gets `... for Subscription to "x"` (with
+//! `using queue "q"` for queue subscriptions) and is ignored; queue entries (`"subject group"`)
+//! decide for queue subscriptions only; deny wins over allow; entries are wildcard patterns; a
+//! wildcard SUB covering a denied subject is accepted and the denied subject's messages are
+//! filtered out of it (also for `>` and queue subscriptions, and a queue group passes such a
+//! message to a member that may take it); `allow_responses` lets a responder answer the requests it
+//! received (once, or `max` times, also through wildcard queue subscriptions);
+//! `authorization.permissions` is the default for users without their own; verbose mode
+//! acknowledges only accepted ops; answers stay right past the permission cache's capacity;
+//! violation texts quote subjects like Go's `%q`; a reload applies new permissions, removes
+//! subscriptions they deny and closes connections of removed users. Every raw scenario has a
+//! `*_nats_server` sibling running it unchanged against nats-server 2.9.10 (skipped when it is not
+//! installed; a failure under CI). One test pushes a steady stream from a restricted async-nats
+//! publisher and checks that every allowed message arrives, in order, and no denied one does. Tests
+//! marked `#[ignore = "bug: ..."]` are known ringnats deviations, kept to be un-ignored once fixed.
+//! Guards `src/perms.rs` and its use in `shard/mod.rs` (`may_publish`, `may_deliver`, queue
+//! routing), `shard/session.rs` (`on_sub`) and `shard/admission.rs` (`reauthorize_all`).
 
 mod common;
 
 use async_nats::ConnectOptions;
-use common::{Nats, RawConn, Server, next_msg, start_nats_server, wait_for_route};
+use common::{Launch, Nats, RawConn, Server, next_msg, start_nats_server, wait_for_route};
 use futures::{FutureExt, StreamExt};
 
 /// One config with every user the raw scenarios need; `all` may do anything.
@@ -686,32 +685,25 @@ authorization { users = [
 
 /// A broker started from `RELOAD_BEFORE` with connections `gone`, `all` and `a` (`a` holding
 /// `SUB _INBOX.y 4` and `SUB _INBOX.z 5`, and a cached denial of `baz`), then reloaded with
-/// `RELOAD_AFTER`. Returns (daemon, gone, all, a).
-fn reloaded(bin: &std::path::Path, args: &[&str]) -> (common::Daemon, RawConn, RawConn, RawConn) {
-    let launch = common::Launch::listen(bin, RELOAD_BEFORE, args);
-    let port = launch.port;
-    let daemon = common::Daemon::start(launch);
+/// `RELOAD_AFTER`. Returns (server, gone, all, a).
+fn reloaded(broker: &Launch) -> (Server, RawConn, RawConn, RawConn) {
+    let server = broker.config(RELOAD_BEFORE).start();
+    let port = server.port();
     let gone = login(port, "gone");
     let all = login(port, "all");
     let mut a = login(port, "a");
     a.send(b"SUB _INBOX.y 4\r\nSUB _INBOX.z 5\r\nPUB baz 1\r\nx\r\n");
     a.expect_err(&pub_violation("baz"));
     a.expect_open();
-    daemon.rewrite_config(&format!("listen: 127.0.0.1:{port}\n{RELOAD_AFTER}"));
-    daemon.signal("HUP");
-    daemon.wait_output("Reloaded server configuration", common::TIMEOUT);
-    (daemon, gone, all, a)
-}
-
-fn ringnats_broker() -> (std::path::PathBuf, Vec<&'static str>) {
-    (common::ringnats_bin(), vec!["--shards", "2"])
+    server.reload(RELOAD_AFTER, common::TIMEOUT);
+    (server, gone, all, a)
 }
 
 /// `a`'s new publish permissions apply (the cached denial is forgotten), and its old ones no
 /// longer do. The shards take
 /// the new settings on their next loop turn, so the first tries may still be denied.
-fn scenario_reload_new_permissions(bin: &std::path::Path, args: &[&str]) {
-    let (_daemon, _gone, _all, mut a) = reloaded(bin, args);
+fn scenario_reload_new_permissions(broker: &Launch) {
+    let (_server, _gone, _all, mut a) = reloaded(broker);
     const ATTEMPTS: usize = 100;
     for attempt in 0.. {
         a.send(b"PUB baz 1\r\nx\r\n");
@@ -733,22 +725,21 @@ fn scenario_reload_new_permissions(bin: &std::path::Path, args: &[&str]) {
 
 #[test]
 fn reload_applies_new_permissions() {
-    let (bin, args) = ringnats_broker();
-    scenario_reload_new_permissions(&bin, &args);
+    scenario_reload_new_permissions(&Launch::ringnats());
 }
 
 #[test]
 fn reload_applies_new_permissions_nats_server() {
-    if let Some(bin) = common::nats_server_bin() {
-        scenario_reload_new_permissions(&bin, &[]);
+    if let Some(broker) = Launch::nats_server() {
+        scenario_reload_new_permissions(&broker);
     }
 }
 
 /// A subscription the new permissions no longer allow is removed with
 /// `-ERR 'Permissions Violation for Subscription to "_INBOX.y" (sid "4")'` and gets no more
 /// messages; the allowed one stays.
-fn scenario_reload_removes_subs(bin: &std::path::Path, args: &[&str]) {
-    let (_daemon, _gone, mut all, mut a) = reloaded(bin, args);
+fn scenario_reload_removes_subs(broker: &Launch) {
+    let (_server, _gone, mut all, mut a) = reloaded(broker);
     a.expect_err("Permissions Violation for Subscription to \"_INBOX.y\" (sid \"4\")");
     all.send(b"PUB _INBOX.y 1\r\ny\r\nPUB _INBOX.z 1\r\nz\r\n");
     all.expect_open();
@@ -758,20 +749,19 @@ fn scenario_reload_removes_subs(bin: &std::path::Path, args: &[&str]) {
 
 #[test]
 fn reload_removes_subscriptions_no_longer_allowed() {
-    let (bin, args) = ringnats_broker();
-    scenario_reload_removes_subs(&bin, &args);
+    scenario_reload_removes_subs(&Launch::ringnats());
 }
 
 #[test]
 fn reload_removes_subscriptions_no_longer_allowed_nats_server() {
-    if let Some(bin) = common::nats_server_bin() {
-        scenario_reload_removes_subs(&bin, &[]);
+    if let Some(broker) = Launch::nats_server() {
+        scenario_reload_removes_subs(&broker);
     }
 }
 
 /// A connection whose user the reload removed is closed without a word.
-fn scenario_reload_closes_removed_user(bin: &std::path::Path, args: &[&str]) {
-    let (_daemon, mut gone, _all, mut a) = reloaded(bin, args);
+fn scenario_reload_closes_removed_user(broker: &Launch) {
+    let (_server, mut gone, _all, mut a) = reloaded(broker);
     gone.expect_closed();
     a.send(b"PUB foo.x 1\r\nx\r\n");
     a.ping_pong();
@@ -779,14 +769,13 @@ fn scenario_reload_closes_removed_user(bin: &std::path::Path, args: &[&str]) {
 
 #[test]
 fn reload_closes_removed_users_silently() {
-    let (bin, args) = ringnats_broker();
-    scenario_reload_closes_removed_user(&bin, &args);
+    scenario_reload_closes_removed_user(&Launch::ringnats());
 }
 
 #[test]
 fn reload_closes_removed_users_silently_nats_server() {
-    if let Some(bin) = common::nats_server_bin() {
-        scenario_reload_closes_removed_user(&bin, &[]);
+    if let Some(broker) = Launch::nats_server() {
+        scenario_reload_closes_removed_user(&broker);
     }
 }
 

@@ -9,16 +9,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, Launch, RawConn, ringnats_bin};
+use common::{Launch, RawConn};
 
 const WITHIN: Duration = Duration::from_secs(5);
 
-/// `taskset` if it is installed and can run a command pinned to CPU 0.
-fn taskset() -> Option<PathBuf> {
+/// ringnats under `taskset -c 0` (with `shards` if given, else the CPU mask decides), or
+/// `None` (with a note) when `taskset` is missing or the machine lets it set no mask.
+fn on_cpu0(shards: Option<usize>) -> Option<Launch> {
     let works = Command::new("taskset")
         .args(["-c", "0", "true"])
         .status()
@@ -27,19 +27,13 @@ fn taskset() -> Option<PathBuf> {
         eprintln!("skipped: taskset missing or unable to pin to CPU 0");
         return None;
     }
-    Some(PathBuf::from("taskset"))
-}
-
-/// Starts `taskset -c 0 ringnats -c <conf> args...`.
-fn start_on_cpu0(taskset: PathBuf, args: &[&str]) -> Daemon {
-    let mut launch = Launch::listen(&ringnats_bin(), "", args);
-    launch.program = vec![
-        taskset.into_os_string(),
-        "-c".into(),
-        "0".into(),
-        ringnats_bin().into_os_string(),
-    ];
-    Daemon::start(launch)
+    let launch = Launch::ringnats()
+        .no_shards()
+        .wrapped_in(&["taskset", "-c", "0"]);
+    Some(match shards {
+        Some(n) => launch.shards(n),
+        None => launch,
+    })
 }
 
 /// The client ids of `count` fresh connections that work.
@@ -55,8 +49,8 @@ fn client_ids(port: u16, count: usize) -> Vec<u64> {
 
 #[test]
 fn one_allowed_cpu_means_one_shard() {
-    let Some(taskset) = taskset() else { return };
-    let server = start_on_cpu0(taskset, &[]);
+    let Some(launch) = on_cpu0(None) else { return };
+    let server = launch.start();
     let output = server.wait_output("Server is ready", WITHIN);
     assert!(output.contains("[INF]   Shards:   1\n"), "{output}");
     assert_eq!(client_ids(server.port(), 4).len(), 4);
@@ -64,8 +58,10 @@ fn one_allowed_cpu_means_one_shard() {
 
 #[test]
 fn shards_flag_overrides_the_affinity_mask() {
-    let Some(taskset) = taskset() else { return };
-    let server = start_on_cpu0(taskset, &["--shards", "2"]);
+    let Some(launch) = on_cpu0(Some(2)) else {
+        return;
+    };
+    let server = launch.start();
     let output = server.wait_output("Server is ready", WITHIN);
     assert!(output.contains("[INF]   Shards:   2\n"), "{output}");
     // Connections spread over both shards; bounded attempts since the kernel picks.
