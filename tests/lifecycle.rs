@@ -1,61 +1,26 @@
 //! The broker's life as an operator sees it: log lines, log levels and file, signals, reload.
 //!
-//! Each test starts the real binary as a `Daemon` on 127.0.0.1 (ringnats with `--shards 2`)
-//! and watches its output file and raw client sockets: the start-up lines have nats-server's
-//! `[pid] YYYY/MM/DD HH:MM:SS.uuuuuu [INF] msg` shape; `-D` logs client connections, `-V`
-//! traces ops without ever printing a password or token; `-l` sends the log to a file; SIGTERM
-//! and SIGINT deliver every message the server accepted, close clients with a clean EOF and exit
-//! 0 within a deadline; SIGHUP applies a changed `max_payload` or `debug` and refuses a changed
-//! `port` or an invalid file while it keeps running on the old settings. Every behaviour that
-//! must match nats-server 2.9.10 has a `*_nats_server` sibling running the same check against
-//! it (skipped when it is not installed); nats-server 2.9.10 exits 1 after SIGTERM, so that
-//! sibling does not check the exit status. Guards `main.rs`, `logging.rs`, `signals.rs`, the
-//! reload path and the shards' graceful shutdown.
+//! Each test starts the real binary as a `Server` on 127.0.0.1 (ringnats with `--shards 2`) and
+//! watches its output file and raw client sockets: the start-up lines have nats-server's `[pid]
+//! YYYY/MM/DD HH:MM:SS.uuuuuu [INF] msg` shape; `-D` logs client connections, `-V` traces ops
+//! without ever printing a password or token; `-l` sends the log to a file; SIGTERM and SIGINT
+//! deliver every message the server accepted, close clients with a clean EOF and exit 0 within a
+//! deadline; SIGHUP applies a changed `max_payload` or `debug` and refuses a changed `port` or an
+//! invalid file while it keeps running on the old settings. Every behaviour that must match
+//! nats-server 2.9.10 has a `*_nats_server` sibling running the same check against it (skipped when
+//! it is not installed; a failure under CI); nats-server 2.9.10 exits 1 after SIGTERM, so that
+//! sibling does not check the exit status. Guards `main.rs`, `logging.rs`, `signals.rs`, the reload
+//! path and the shards' graceful shutdown.
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Launch, RawConn, ReadEnd, nats_server_bin, ringnats_bin, show};
+use common::{Launch, RawConn, ReadEnd, Server, show};
 
 /// How long one expected log line, reload or exit may take.
 const WITHIN: Duration = Duration::from_secs(5);
 const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
-
-/// A broker binary and the arguments it always gets.
-struct Broker {
-    bin: PathBuf,
-    args: Vec<&'static str>,
-}
-
-fn ringnats() -> Broker {
-    Broker {
-        bin: ringnats_bin(),
-        args: vec!["--shards", "2"],
-    }
-}
-
-/// nats-server for the comparison run, or `None` (with a note) to skip it.
-fn nats_server() -> Option<Broker> {
-    let Some(bin) = nats_server_bin() else {
-        eprintln!("skipped: no nats-server");
-        return None;
-    };
-    Some(Broker {
-        bin,
-        args: Vec::new(),
-    })
-}
-
-impl Broker {
-    /// Starts on a fresh 127.0.0.1 port with `config_extra` and `args` after the fixed ones.
-    fn start(&self, config_extra: &str, args: &[&str]) -> Daemon {
-        let mut all = self.args.clone();
-        all.extend_from_slice(args);
-        Daemon::start(Launch::listen(&self.bin, config_extra, &all))
-    }
-}
 
 // ---- log line shape --------------------------------------------------------------------
 
@@ -121,8 +86,8 @@ fn quiet_client(port: u16) -> RawConn {
     conn
 }
 
-fn check_startup_log_shape(broker: &Broker) {
-    let server = broker.start("", &[]);
+fn check_startup_log_shape(broker: &Launch) {
+    let server = broker.start();
     let output = server.wait_output("Server is ready", WITHIN);
     let lines = log_lines(&output, server.pid());
     let listening = format!(
@@ -152,18 +117,18 @@ fn check_startup_log_shape(broker: &Broker) {
 
 #[test]
 fn startup_log_has_nats_server_shape() {
-    check_startup_log_shape(&ringnats());
+    check_startup_log_shape(&Launch::ringnats());
 }
 
 #[test]
 fn startup_log_has_nats_server_shape_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_startup_log_shape(&broker);
     }
 }
 
-fn check_debug_logs_connections(broker: &Broker) {
-    let server = broker.start("", &["-D"]);
+fn check_debug_logs_connections(broker: &Launch) {
+    let server = broker.arg("-D").start();
     let client = quiet_client(server.port());
     let cid = client.client_id();
     let needle = format!(" - cid:{cid} - Client connection created");
@@ -180,20 +145,20 @@ fn check_debug_logs_connections(broker: &Broker) {
 
 #[test]
 fn debug_flag_logs_client_connection_created() {
-    check_debug_logs_connections(&ringnats());
+    check_debug_logs_connections(&Launch::ringnats());
 }
 
 #[test]
 fn debug_flag_logs_client_connection_created_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_debug_logs_connections(&broker);
     }
 }
 
 /// nats-server's exact words: `<ip>:<port> - cid:<id> - Client connection created`, nothing
 /// after them.
-fn check_debug_words(broker: &Broker) {
-    let server = broker.start("", &["-D"]);
+fn check_debug_words(broker: &Launch) {
+    let server = broker.arg("-D").start();
     let client = quiet_client(server.port());
     let needle = format!(" - cid:{} - Client connection created", client.client_id());
     let output = server.wait_output(&needle, WITHIN);
@@ -206,12 +171,12 @@ fn check_debug_words(broker: &Broker) {
 
 #[test]
 fn debug_words_match_nats_server() {
-    check_debug_words(&ringnats());
+    check_debug_words(&Launch::ringnats());
 }
 
 #[test]
 fn debug_words_match_nats_server_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_debug_words(&broker);
     }
 }
@@ -227,8 +192,8 @@ fn has_word(text: &str, word: &str) -> bool {
 }
 
 /// Runs CONNECT (with secrets), SUB, PUB, PING under `-V`; returns the output and the cid.
-fn traced_session(broker: &Broker) -> (Daemon, String, u64) {
-    let server = broker.start("", &["-V"]);
+fn traced_session(broker: &Launch) -> (Server, String, u64) {
+    let server = broker.arg("-V").start();
     let mut client = RawConn::connect(server.port());
     let cid = client.client_id();
     client.send_connect(
@@ -244,7 +209,7 @@ fn traced_session(broker: &Broker) -> (Daemon, String, u64) {
 
 #[test]
 fn trace_flag_traces_ops_and_never_secrets() {
-    let (server, output, cid) = traced_session(&ringnats());
+    let (server, output, cid) = traced_session(&Launch::ringnats());
     let lines = log_lines(&output, server.pid());
     let prefix = format!(" - cid:{cid} - <<- [");
     for op in ["CONNECT", "SUB foo", "PUB foo", "PING"] {
@@ -266,7 +231,9 @@ fn trace_flag_traces_ops_and_never_secrets() {
 
 #[test]
 fn trace_flag_traces_ops_and_never_secrets_nats_server() {
-    let Some(broker) = nats_server() else { return };
+    let Some(broker) = Launch::nats_server() else {
+        return;
+    };
     let (server, output, cid) = traced_session(&broker);
     let lines = log_lines(&output, server.pid());
     let needle = format!(" - cid:{cid} - <<- [CONNECT");
@@ -282,7 +249,7 @@ fn trace_flag_traces_ops_and_never_secrets_nats_server() {
 }
 
 /// The exact trace text nats-server 2.9.10 prints for the ops of `traced_session`.
-fn check_trace_words(broker: &Broker) {
+fn check_trace_words(broker: &Launch) {
     let (server, output, cid) = traced_session(broker);
     let lines = log_lines(&output, server.pid());
     for op in ["SUB foo 1", "PUB foo 2", "PING"] {
@@ -296,17 +263,17 @@ fn check_trace_words(broker: &Broker) {
 
 #[test]
 fn trace_words_match_nats_server() {
-    check_trace_words(&ringnats());
+    check_trace_words(&Launch::ringnats());
 }
 
 #[test]
 fn trace_words_match_nats_server_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_trace_words(&broker);
     }
 }
 
-fn check_trace_alone_has_no_debug(broker: &Broker) {
+fn check_trace_alone_has_no_debug(broker: &Launch) {
     let (_server, output, _cid) = traced_session(broker);
     assert!(
         !output.contains("[DBG]"),
@@ -316,21 +283,21 @@ fn check_trace_alone_has_no_debug(broker: &Broker) {
 
 #[test]
 fn trace_flag_alone_logs_no_debug_lines() {
-    check_trace_alone_has_no_debug(&ringnats());
+    check_trace_alone_has_no_debug(&Launch::ringnats());
 }
 
 #[test]
 fn trace_flag_alone_logs_no_debug_lines_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_trace_alone_has_no_debug(&broker);
     }
 }
 
-fn check_log_file_flag(broker: &Broker) {
+fn check_log_file_flag(broker: &Launch) {
     let log_dir = common::scratch_dir();
     let log_path = log_dir.join("broker.log");
     let log_arg = log_path.to_str().expect("utf-8 temp path");
-    let server = broker.start("", &["-l", log_arg]);
+    let server = broker.args(["-l", log_arg]).start();
     let text = common::wait_file_count(&log_path, "Server is ready", 1, WITHIN);
     log_lines(&text, server.pid());
     let listening = format!(
@@ -349,12 +316,12 @@ fn check_log_file_flag(broker: &Broker) {
 
 #[test]
 fn log_file_flag_writes_the_log_to_the_file() {
-    check_log_file_flag(&ringnats());
+    check_log_file_flag(&Launch::ringnats());
 }
 
 #[test]
 fn log_file_flag_writes_the_log_to_the_file_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_log_file_flag(&broker);
     }
 }
@@ -421,13 +388,13 @@ enum Exit {
 /// Subscribes, publishes `STOP_MSGS` (all accepted: the publisher's PING is answered), sends
 /// `signal`, and checks: every message reached the subscriber in order, then a clean EOF, and
 /// the process exited (with 0 for `Exit::Zero`) within `WITHIN`.
-fn check_graceful_stop(broker: &Broker, signal: &str, placement: Placement, exit: Exit) {
+fn check_graceful_stop(broker: &Launch, signal: &str, placement: Placement, exit: Exit) {
     let count = match placement {
         // Enough that the forwarding path to the other shard is still busy at the PONG.
         Placement::OtherShard => CROSS_SHARD_STOP_MSGS,
         _ => STOP_MSGS,
     };
-    let mut server = broker.start("", &[]);
+    let mut server = broker.start();
     let mut sub = quiet_client(server.port());
     sub.send(b"SUB foo 1\r\n");
     // The PONG after SUB means every shard knows the subscription.
@@ -445,8 +412,7 @@ fn check_graceful_stop(broker: &Broker, signal: &str, placement: Placement, exit
     publ.expect_line(b"PONG");
 
     let signalled = Instant::now();
-    server.signal(signal);
-    let status = server.wait_exit(WITHIN);
+    let status = server.stop(signal, WITHIN);
     let took = signalled.elapsed();
     let (payloads, end) = reader.join().expect("subscriber thread");
     let output = server.output();
@@ -478,43 +444,57 @@ fn check_graceful_stop(broker: &Broker, signal: &str, placement: Placement, exit
 
 #[test]
 fn sigterm_delivers_accepted_messages_closes_clients_and_exits_0_same_shard() {
-    check_graceful_stop(&ringnats(), "TERM", Placement::SameShard, Exit::Zero);
+    check_graceful_stop(
+        &Launch::ringnats(),
+        "TERM",
+        Placement::SameShard,
+        Exit::Zero,
+    );
 }
 
 #[test]
 fn sigint_delivers_accepted_messages_closes_clients_and_exits_0_same_shard() {
-    check_graceful_stop(&ringnats(), "INT", Placement::SameShard, Exit::Zero);
+    check_graceful_stop(&Launch::ringnats(), "INT", Placement::SameShard, Exit::Zero);
 }
 
 #[test]
 fn sigterm_delivers_accepted_messages_across_shards() {
-    check_graceful_stop(&ringnats(), "TERM", Placement::OtherShard, Exit::Zero);
+    check_graceful_stop(
+        &Launch::ringnats(),
+        "TERM",
+        Placement::OtherShard,
+        Exit::Zero,
+    );
 }
 
 #[test]
 fn sigint_delivers_accepted_messages_across_shards_and_exits_0() {
-    check_graceful_stop(&ringnats(), "INT", Placement::OtherShard, Exit::Zero);
+    check_graceful_stop(
+        &Launch::ringnats(),
+        "INT",
+        Placement::OtherShard,
+        Exit::Zero,
+    );
 }
 
 #[test]
 fn sigterm_graceful_stop_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_graceful_stop(&broker, "TERM", Placement::Any, Exit::Any);
     }
 }
 
 #[test]
 fn sigint_graceful_stop_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_graceful_stop(&broker, "INT", Placement::Any, Exit::Zero);
     }
 }
 
 #[test]
 fn stop_signal_logs_shutdown_lines() {
-    let mut server = ringnats().start("", &[]);
-    server.signal("TERM");
-    let status = server.wait_exit(WITHIN);
+    let mut server = Launch::ringnats().start();
+    let status = server.stop("TERM", WITHIN);
     assert!(status.success(), "{status}");
     let output = server.output();
     let lines = log_lines(&output, server.pid());
@@ -528,22 +508,15 @@ fn stop_signal_logs_shutdown_lines() {
 
 // ---- SIGHUP reload -----------------------------------------------------------------------
 
-const RELOAD_OK: &str = "Reloaded server configuration";
 const RELOAD_FAILED: &str = "[ERR] Failed to reload server configuration: ";
 
-/// The config text of `server` with `body` after its listen line.
-fn config_for(server: &Daemon, body: &str) -> String {
-    format!("listen: 127.0.0.1:{}\n{body}\n", server.port())
-}
-
-/// Rewrites the config, sends SIGHUP and waits for the `count`-th `marker` in the output.
-fn reload(server: &Daemon, text: &str, marker: &str, count: usize) -> String {
-    server.rewrite_config(text);
+/// Sends SIGHUP after the config file was rewritten and waits for the `count`-th refusal.
+fn refused_reload(server: &Server, count: usize) -> String {
     server.signal("HUP");
-    server.wait_output_count(marker, count, WITHIN)
+    server.wait_output_count(RELOAD_FAILED, count, WITHIN)
 }
 
-fn max_payload_of_new_conn(server: &Daemon) -> u64 {
+fn max_payload_of_new_conn(server: &Server) -> u64 {
     common::info_of(server.port())["max_payload"]
         .as_u64()
         .expect("max_payload in INFO")
@@ -552,15 +525,10 @@ fn max_payload_of_new_conn(server: &Daemon) -> u64 {
 /// Several new connections, so that each shard of ringnats accepts some.
 const NEW_CONNS: usize = 8;
 
-fn check_reload_max_payload_applies_at_once(broker: &Broker) {
-    let server = broker.start("max_payload: 1024", &[]);
+fn check_reload_max_payload_applies_at_once(broker: &Launch) {
+    let server = broker.config("max_payload: 1024").start();
     assert_eq!(max_payload_of_new_conn(&server), 1024);
-    let output = reload(
-        &server,
-        &config_for(&server, "max_payload: 2048"),
-        RELOAD_OK,
-        1,
-    );
+    let output = server.reload("max_payload: 2048", WITHIN);
     assert!(
         output.contains("[INF] Reloaded: max_payload = 2048"),
         "{output}"
@@ -573,25 +541,20 @@ fn check_reload_max_payload_applies_at_once(broker: &Broker) {
 
 #[test]
 fn sighup_reload_applies_max_payload_at_once() {
-    check_reload_max_payload_applies_at_once(&ringnats());
+    check_reload_max_payload_applies_at_once(&Launch::ringnats());
 }
 
 #[test]
 fn sighup_reload_applies_max_payload_at_once_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_reload_max_payload_applies_at_once(&broker);
     }
 }
 
 #[test]
 fn sighup_reload_applies_max_payload_to_new_connections() {
-    let server = ringnats().start("max_payload: 1024", &[]);
-    let output = reload(
-        &server,
-        &config_for(&server, "max_payload: 2048"),
-        RELOAD_OK,
-        1,
-    );
+    let server = Launch::ringnats().config("max_payload: 1024").start();
+    let output = server.reload("max_payload: 2048", WITHIN);
     assert!(
         output.contains("[INF] Reloaded: max_payload = 2048"),
         "{output}"
@@ -623,11 +586,13 @@ fn sighup_reload_applies_max_payload_to_new_connections() {
     }
 }
 
-fn check_reload_refuses_port_change(broker: &Broker) {
-    let mut server = broker.start("max_payload: 1024", &[]);
+fn check_reload_refuses_port_change(broker: &Launch) {
+    let mut server = broker.config("max_payload: 1024").start();
     let other_port = common::pick_port();
-    let text = format!("listen: 127.0.0.1:{other_port}\nmax_payload: 2048\n");
-    let output = reload(&server, &text, RELOAD_FAILED, 1);
+    server.rewrite_config(&format!(
+        "listen: 127.0.0.1:{other_port}\nmax_payload: 2048\n"
+    ));
+    let output = refused_reload(&server, 1);
     let line = output
         .lines()
         .find(|l| l.contains(RELOAD_FAILED))
@@ -636,7 +601,7 @@ fn check_reload_refuses_port_change(broker: &Broker) {
         line.contains("config reload not supported for") && line.to_lowercase().contains("port"),
         "{line}"
     );
-    assert!(!output.contains(RELOAD_OK), "{output}");
+    assert!(!output.contains(common::RELOADED), "{output}");
     server.assert_alive();
     // Still on the old port with the old settings; nothing of the refused file applied.
     assert_eq!(max_payload_of_new_conn(&server), 1024);
@@ -649,54 +614,53 @@ fn check_reload_refuses_port_change(broker: &Broker) {
 
 #[test]
 fn sighup_reload_refuses_a_port_change_and_keeps_running() {
-    check_reload_refuses_port_change(&ringnats());
+    check_reload_refuses_port_change(&Launch::ringnats());
 }
 
 #[test]
 fn sighup_reload_refuses_a_port_change_and_keeps_running_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_reload_refuses_port_change(&broker);
     }
 }
 
-fn check_reload_of_invalid_file(broker: &Broker) {
-    let mut server = broker.start("max_payload: 1024", &[]);
-    let unknown = config_for(&server, "max_payload: 2048\nfoo_bar: 1");
-    let output = reload(&server, &unknown, RELOAD_FAILED, 1);
+fn check_reload_of_invalid_file(broker: &Launch) {
+    let mut server = broker.config("max_payload: 1024").start();
+    server.rewrite_config_extra("max_payload: 2048\nfoo_bar: 1");
+    let output = refused_reload(&server, 1);
     assert!(output.contains("foo_bar"), "{output}");
-    let syntax = config_for(&server, "max_payload: 2048\nport = = {");
-    let output = reload(&server, &syntax, RELOAD_FAILED, 2);
-    assert!(!output.contains(RELOAD_OK), "{output}");
+    server.rewrite_config_extra("max_payload: 2048\nport = = {");
+    let output = refused_reload(&server, 2);
+    assert!(!output.contains(common::RELOADED), "{output}");
     server.assert_alive();
     assert_eq!(max_payload_of_new_conn(&server), 1024);
     quiet_client(server.port()).expect_open();
     // A good file afterwards still reloads.
-    let good = config_for(&server, "max_payload: 4096");
-    let output = reload(&server, &good, RELOAD_OK, 1);
+    let output = server.reload("max_payload: 4096", WITHIN);
     assert!(output.contains("Reloaded: max_payload = 4096"), "{output}");
 }
 
 #[test]
 fn sighup_reload_of_an_invalid_file_logs_an_error_and_keeps_running() {
-    check_reload_of_invalid_file(&ringnats());
+    check_reload_of_invalid_file(&Launch::ringnats());
 }
 
 #[test]
 fn sighup_reload_of_an_invalid_file_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_reload_of_invalid_file(&broker);
     }
 }
 
-fn check_reload_turns_debug_on(broker: &Broker) {
-    let server = broker.start("", &[]);
+fn check_reload_turns_debug_on(broker: &Launch) {
+    let server = broker.start();
     let before = quiet_client(server.port());
     let output = server.output();
     assert!(
         !output.contains("[DBG]"),
         "debug lines before reload:\n{output}"
     );
-    let output = reload(&server, &config_for(&server, "debug: true"), RELOAD_OK, 1);
+    let output = server.reload("debug: true", WITHIN);
     assert!(output.contains("[INF] Reloaded: debug = true"), "{output}");
     let after = quiet_client(server.port());
     let needle = format!(" - cid:{} - Client connection created", after.client_id());
@@ -715,12 +679,12 @@ fn check_reload_turns_debug_on(broker: &Broker) {
 
 #[test]
 fn sighup_reload_of_debug_true_turns_on_debug_lines() {
-    check_reload_turns_debug_on(&ringnats());
+    check_reload_turns_debug_on(&Launch::ringnats());
 }
 
 #[test]
 fn sighup_reload_of_debug_true_nats_server() {
-    if let Some(broker) = nats_server() {
+    if let Some(broker) = Launch::nats_server() {
         check_reload_turns_debug_on(&broker);
     }
 }
