@@ -1,17 +1,17 @@
 //! Accounts: isolation between accounts, stream exports/imports, service exports/imports.
 //!
-//! Each check starts the real binary as a `Daemon` (ringnats with `--shards 2`) and also runs
-//! as a `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed),
-//! with two accounts: A (users `a`, `a2`) exports the stream `pub.>` and the service `svc.>`;
-//! B (user `b`) imports both. Checked over raw sockets: a publish in A reaches A's subscribers
-//! and never B's, not even a `>` subscriber, and a publish in B never reaches A; A's `pub.x`
-//! is delivered to B's `pub.>` subscriber under its own subject; a request B sends on `svc.echo`
-//! reaches A's `svc.>` responder with a reply subject; through async-nats, A's answer travels
-//! back to B's requester. "Never reaches" is made observable: the silent connection is on the
-//! same shard as a connection of the publishing account that did receive the message, and a
-//! PING/PONG on the silent one then proves nothing was queued for it. SUB visibility across
-//! shards is awaited with a PING (ringnats answers it once every shard applied the SUB).
-//! Guards the per-account subject index, `auth::accounts` and the import routing of the shard.
+//! Each check starts the real binary as a `Server` (ringnats with `--shards 2`) and also runs as a
+//! `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed; a failure
+//! under CI), with two accounts: A (users `a`, `a2`) exports the stream `pub.>` and the service
+//! `svc.>`; B (user `b`) imports both. Checked over raw sockets: a publish in A reaches A's
+//! subscribers and never B's, not even a `>` subscriber, and a publish in B never reaches A; A's
+//! `pub.x` is delivered to B's `pub.>` subscriber under its own subject; a request B sends on
+//! `svc.echo` reaches A's `svc.>` responder with a reply subject; through async-nats, A's answer
+//! travels back to B's requester. "Never reaches" is made observable: the silent connection is on
+//! the same shard as a connection of the publishing account that did receive the message, and a
+//! PING/PONG on the silent one then proves nothing was queued for it. SUB visibility across shards
+//! is awaited with a PING (ringnats answers it once every shard applied the SUB). Guards the
+//! per-account subject index, `auth::accounts` and the import routing of the shard.
 
 mod common;
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::ConnectOptions;
 use futures::StreamExt;
 
-use common::{BrokerBin, Daemon, RawConn, show, try_connect};
+use common::{Launch, RawConn, Server, show, try_connect};
 
 const ACCOUNTS_CONF: &str = r#"
 accounts {
@@ -38,12 +38,8 @@ accounts {
 }
 "#;
 
-fn ringnats() -> BrokerBin {
-    BrokerBin::ringnats(2)
-}
-
 /// A raw connection logged in as `user` (password `<user>pw`), `verbose` off.
-fn login(server: &Daemon, user: &str) -> RawConn {
+fn login(server: &Server, user: &str) -> RawConn {
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(
         r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{user}pw"}}"#
@@ -53,7 +49,7 @@ fn login(server: &Daemon, user: &str) -> RawConn {
 }
 
 /// A connection of `user` on the same shard as `other` (ringnats: `client_id % shards`).
-fn login_on_shard_of(server: &Daemon, user: &str, other: &RawConn, shards: u64) -> RawConn {
+fn login_on_shard_of(server: &Server, user: &str, other: &RawConn, shards: u64) -> RawConn {
     for _ in 0..40 {
         let conn = login(server, user);
         if conn.client_id() % shards == other.client_id() % shards {
@@ -66,8 +62,8 @@ fn login_on_shard_of(server: &Daemon, user: &str, other: &RawConn, shards: u64) 
     );
 }
 
-fn shards_of(broker: &BrokerBin) -> u64 {
-    if broker.is_ringnats { 2 } else { 1 }
+fn shards_of(broker: &Launch) -> u64 {
+    if broker.is_ringnats() { 2 } else { 1 }
 }
 
 /// Subscribes and waits until the subscription is visible to every shard.
@@ -87,8 +83,8 @@ fn assert_nothing_delivered(conn: &mut RawConn, what: &str) {
 
 // ---- isolation -------------------------------------------------------------------------------
 
-fn check_isolation(broker: &BrokerBin) {
-    let server = broker.start(ACCOUNTS_CONF, &[]);
+fn check_isolation(broker: &Launch) {
+    let server = broker.config(ACCOUNTS_CONF).start();
     let shards = shards_of(broker);
     let mut b = login(&server, "b");
     subscribe(&mut b, ">", "1");
@@ -115,20 +111,20 @@ fn check_isolation(broker: &BrokerBin) {
 
 #[test]
 fn publish_in_one_account_never_reaches_another() {
-    check_isolation(&ringnats());
+    check_isolation(&Launch::ringnats());
 }
 
 #[test]
 fn publish_in_one_account_never_reaches_another_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_isolation(&nats);
     }
 }
 
 // ---- stream import ---------------------------------------------------------------------------
 
-fn check_stream_import(broker: &BrokerBin) {
-    let server = broker.start(ACCOUNTS_CONF, &[]);
+fn check_stream_import(broker: &Launch) {
+    let server = broker.config(ACCOUNTS_CONF).start();
     let mut b = login(&server, "b");
     subscribe(&mut b, "pub.>", "7");
     let mut a = login(&server, "a");
@@ -149,20 +145,20 @@ fn check_stream_import(broker: &BrokerBin) {
 
 #[test]
 fn stream_export_is_delivered_to_the_importing_account() {
-    check_stream_import(&ringnats());
+    check_stream_import(&Launch::ringnats());
 }
 
 #[test]
 fn stream_export_is_delivered_to_the_importing_account_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_stream_import(&nats);
     }
 }
 
 // ---- service import --------------------------------------------------------------------------
 
-fn check_service_request_reaches_exporter(broker: &BrokerBin) {
-    let server = broker.start(ACCOUNTS_CONF, &[]);
+fn check_service_request_reaches_exporter(broker: &Launch) {
+    let server = broker.config(ACCOUNTS_CONF).start();
     let mut responder = login(&server, "a");
     subscribe(&mut responder, "svc.>", "3");
     let mut b = login(&server, "b");
@@ -189,18 +185,18 @@ fn check_service_request_reaches_exporter(broker: &BrokerBin) {
 
 #[test]
 fn service_request_from_importer_reaches_exporting_responder() {
-    check_service_request_reaches_exporter(&ringnats());
+    check_service_request_reaches_exporter(&Launch::ringnats());
 }
 
 #[test]
 fn service_request_from_importer_reaches_exporting_responder_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_service_request_reaches_exporter(&nats);
     }
 }
 
-async fn check_service_request_reply(broker: &BrokerBin) {
-    let server = broker.start(ACCOUNTS_CONF, &[]);
+async fn check_service_request_reply(broker: &Launch) {
+    let server = broker.config(ACCOUNTS_CONF).start();
     let a = try_connect(
         server.port(),
         ConnectOptions::with_user_and_password("a".into(), "apw".into()),
@@ -252,12 +248,12 @@ async fn check_service_request_reply(broker: &BrokerBin) {
 
 #[tokio::test]
 async fn service_request_reply_across_accounts() {
-    check_service_request_reply(&ringnats()).await;
+    check_service_request_reply(&Launch::ringnats()).await;
 }
 
 #[tokio::test]
 async fn service_request_reply_across_accounts_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_service_request_reply(&nats).await;
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{BrokerBin, RawConn, ReadEnd, show};
+use common::{Launch, RawConn, ReadEnd, show};
 
 /// bcrypt CONNECTs in flight at once.
 const BCRYPT_CONNECTS: usize = 50;
@@ -106,7 +106,7 @@ fn shard_keeps_delivering_while_bcrypt_connects_are_checked() {
         "authorization {{ timeout: 30, users: [\n  {{user: slow, password: \"{hash}\"}}\n  \
          {{user: fast, password: fastpw}}\n] }}"
     );
-    let server = BrokerBin::ringnats(1).start(&conf, &[]);
+    let server = Launch::ringnats().shards(1).config(&conf).start();
     let port = server.port();
 
     let mut subscriber = login(port, "fast", "fastpw");

@@ -1,17 +1,17 @@
 //! NKey users: `users: [ { nkey: U... } ]`, the INFO nonce and the signed CONNECT.
 //!
-//! Each check starts the real binary as a `Daemon` (ringnats with `--shards 2`) and also runs
-//! as a `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed).
-//! Keys are made fresh with `nkeys::KeyPair::new_user()`. Over raw sockets, signing the nonce
-//! ourselves: INFO carries `auth_required` and a 15-character base64url `nonce`, fresh per
-//! connection; the signature of the nonce's ASCII bytes is accepted in base64url without
-//! padding and in standard base64 with padding; a missing signature, a signature over another
-//! nonce or by another key, and an unknown nkey get `-ERR 'Authorization Violation'` and a
-//! close. Through async-nats: `ConnectOptions::with_nkey(seed)` connects and delivers, an
-//! unconfigured seed fails with `AuthorizationViolation`. nkey and password users mixed in one
-//! `users` list both log in, and neither's credentials open the other's door. Guards
-//! `auth::nkey`, the nonce in `shard::admission` and the nkey branch of `AuthConfig::verify`.
-//! Last, against ringnats only: our `connection_deadline` refuses an nkey user past it.
+//! Each check starts the real binary as a `Server` (ringnats with `--shards 2`) and also runs as a
+//! `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed; a failure
+//! under CI). Keys are made fresh with `nkeys::KeyPair::new_user()`. Over raw sockets, signing the
+//! nonce ourselves: INFO carries `auth_required` and a 15-character base64url `nonce`, fresh per
+//! connection; the signature of the nonce's ASCII bytes is accepted in base64url without padding
+//! and in standard base64 with padding; a missing signature, a signature over another nonce or by
+//! another key, and an unknown nkey get `-ERR 'Authorization Violation'` and a close. Through
+//! async-nats: `ConnectOptions::with_nkey(seed)` connects and delivers, an unconfigured seed fails
+//! with `AuthorizationViolation`. nkey and password users mixed in one `users` list both log in,
+//! and neither's credentials open the other's door. Guards `auth::nkey`, the nonce in
+//! `shard::admission` and the nkey branch of `AuthConfig::verify`. Last, against ringnats only: our
+//! `connection_deadline` refuses an nkey user past it.
 
 mod common;
 
@@ -21,11 +21,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures::StreamExt;
 use nkeys::KeyPair;
 
-use common::{BrokerBin, Daemon, RawConn, TIMEOUT, show, try_connect};
-
-fn ringnats() -> BrokerBin {
-    BrokerBin::ringnats(2)
-}
+use common::{Launch, RawConn, Server, TIMEOUT, show, try_connect};
 
 /// A config with the given nkey users (public keys) and password users (`name`, `password`).
 fn users_conf(nkeys: &[&KeyPair], passwords: &[(&str, &str)]) -> String {
@@ -75,9 +71,9 @@ fn is_base64url(text: &str) -> bool {
 
 // ---- INFO nonce ------------------------------------------------------------------------------
 
-fn check_nonce_in_info(broker: &BrokerBin) {
+fn check_nonce_in_info(broker: &Launch) {
     let user = KeyPair::new_user();
-    let server = broker.start(&users_conf(&[&user], &[]), &[]);
+    let server = broker.config(&users_conf(&[&user], &[])).start();
     let first = RawConn::connect(server.port());
     let second = RawConn::connect(server.port());
     assert_eq!(first.info()["auth_required"], true);
@@ -91,18 +87,18 @@ fn check_nonce_in_info(broker: &BrokerBin) {
 
 #[test]
 fn info_carries_a_fresh_15_char_nonce() {
-    check_nonce_in_info(&ringnats());
+    check_nonce_in_info(&Launch::ringnats());
 }
 
 #[test]
 fn info_carries_a_fresh_15_char_nonce_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_nonce_in_info(&nats);
     }
 }
 
-fn check_no_nonce_without_nkeys(broker: &BrokerBin) {
-    let server = broker.start(&users_conf(&[], &[("pw", "pwpass")]), &[]);
+fn check_no_nonce_without_nkeys(broker: &Launch) {
+    let server = broker.config(&users_conf(&[], &[("pw", "pwpass")])).start();
     let conn = RawConn::connect(server.port());
     assert!(
         conn.info().get("nonce").is_none(),
@@ -113,22 +109,22 @@ fn check_no_nonce_without_nkeys(broker: &BrokerBin) {
 
 #[test]
 fn no_nonce_without_nkey_users() {
-    check_no_nonce_without_nkeys(&ringnats());
+    check_no_nonce_without_nkeys(&Launch::ringnats());
 }
 
 #[test]
 fn no_nonce_without_nkey_users_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_no_nonce_without_nkeys(&nats);
     }
 }
 
 // ---- raw signatures --------------------------------------------------------------------------
 
-fn check_raw_signatures(broker: &BrokerBin) {
+fn check_raw_signatures(broker: &Launch) {
     let user = KeyPair::new_user();
     let other = KeyPair::new_user();
-    let server = broker.start(&users_conf(&[&user], &[]), &[]);
+    let server = broker.config(&users_conf(&[&user], &[])).start();
     let port = server.port();
 
     // base64url without padding, as clients send it.
@@ -186,12 +182,12 @@ fn check_raw_signatures(broker: &BrokerBin) {
 
 #[test]
 fn signed_nonce_accepted_bad_or_missing_signature_refused() {
-    check_raw_signatures(&ringnats());
+    check_raw_signatures(&Launch::ringnats());
 }
 
 #[test]
 fn signed_nonce_accepted_bad_or_missing_signature_refused_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_raw_signatures(&nats);
     }
 }
@@ -202,10 +198,10 @@ fn seed_of(kp: &KeyPair) -> String {
     kp.seed().expect("seed of a generated key")
 }
 
-async fn check_client_with_nkey(broker: &BrokerBin) {
+async fn check_client_with_nkey(broker: &Launch) {
     let user = KeyPair::new_user();
     let stranger = KeyPair::new_user();
-    let server = broker.start(&users_conf(&[&user], &[]), &[]);
+    let server = broker.config(&users_conf(&[&user], &[])).start();
     let client = try_connect(server.port(), ConnectOptions::with_nkey(seed_of(&user)))
         .await
         .expect("connect with the nkey seed");
@@ -234,19 +230,19 @@ async fn check_client_with_nkey(broker: &BrokerBin) {
 
 #[tokio::test]
 async fn async_nats_with_nkey_connects_wrong_seed_fails() {
-    check_client_with_nkey(&ringnats()).await;
+    check_client_with_nkey(&Launch::ringnats()).await;
 }
 
 #[tokio::test]
 async fn async_nats_with_nkey_connects_wrong_seed_fails_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_client_with_nkey(&nats).await;
     }
 }
 
 // ---- nkey and password users in one list -------------------------------------------------------
 
-fn raw_password_connect(server: &Daemon, user: &str, pass: &str) -> RawConn {
+fn raw_password_connect(server: &Server, user: &str, pass: &str) -> RawConn {
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(
         r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{pass}"}}"#
@@ -254,9 +250,11 @@ fn raw_password_connect(server: &Daemon, user: &str, pass: &str) -> RawConn {
     conn
 }
 
-async fn check_mixed_users(broker: &BrokerBin) {
+async fn check_mixed_users(broker: &Launch) {
     let user = KeyPair::new_user();
-    let server = broker.start(&users_conf(&[&user], &[("pw", "pwpass")]), &[]);
+    let server = broker
+        .config(&users_conf(&[&user], &[("pw", "pwpass")]))
+        .start();
 
     let nkey_client = try_connect(server.port(), ConnectOptions::with_nkey(seed_of(&user)))
         .await
@@ -307,12 +305,12 @@ async fn common_route(publisher: &async_nats::Client, sub: &mut async_nats::Subs
 
 #[tokio::test]
 async fn nkey_and_password_users_mixed() {
-    check_mixed_users(&ringnats()).await;
+    check_mixed_users(&Launch::ringnats()).await;
 }
 
 #[tokio::test]
 async fn nkey_and_password_users_mixed_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_mixed_users(&nats).await;
     }
 }
@@ -332,7 +330,7 @@ fn nkey_user_whose_deadline_passed_is_refused() {
         late.public_key(),
         fine.public_key()
     );
-    let server = ringnats().start(&conf, &[]);
+    let server = Launch::ringnats().config(&conf).start();
     let mut conn = RawConn::connect(server.port());
     let sig = URL_SAFE_NO_PAD.encode(sign(&late, &nonce_of(&conn)));
     send_nkey_connect(&mut conn, &late.public_key(), Some(&sig));

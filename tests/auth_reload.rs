@@ -1,31 +1,26 @@
 //! Reloading the users on SIGHUP: removed users are cut off, remaining users stay, added users
 //! get in.
 //!
-//! Each check starts the real binary as a `Daemon` (ringnats with `--shards 2`) and also runs
-//! as a `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed).
-//! Several raw connections per user are opened so that each ringnats shard holds some. After the
-//! config file loses user `gone` and gains user `added`, SIGHUP and the `Reloaded server
+//! Each check starts the real binary as a `Server` (ringnats with `--shards 2`) and also runs as a
+//! `*_nats_server` sibling against nats-server 2.9.10 (skipped when it is not installed; a failure
+//! under CI). Several raw connections per user are opened so that each ringnats shard holds some.
+//! After the config file loses user `gone` and gains user `added`, SIGHUP and the `Reloaded server
 //! configuration` log line: every live connection of `gone` is closed (without an `-ERR` line:
-//! nats-server 2.9.10 counts a removed user's clients as moved to another account and closes
-//! them as `Client Closed`); every connection of `keep` still answers PING (and a plain `keep`
+//! nats-server 2.9.10 counts a removed user's clients as moved to another account and closes them
+//! as `Client Closed`); every connection of `keep` still answers PING (and a plain `keep`
 //! subscriber still receives); `gone` can no longer log in; `added` can. As nats-server re-checks
 //! every live client with the credentials of its CONNECT, a changed password or a replaced token
-//! closes the connections made with the old one (`-ERR 'Authorization Violation'`), while a
-//! reload that leaves the credentials alone disturbs nobody. Every wait ends on the event or on a
+//! closes the connections made with the old one (`-ERR 'Authorization Violation'`), while a reload
+//! that leaves the credentials alone disturbs nobody. Every wait ends on the event or on a
 //! deadline. Guards `AuthConfig::reauthorize`, `Shard::reauthorize_all` and the reload path of
 //! `main.rs`.
 
 mod common;
 
-use common::{BrokerBin, Daemon, RawConn, TIMEOUT};
+use common::{Launch, RawConn, Server, TIMEOUT};
 
-const RELOAD_OK: &str = "Reloaded server configuration";
 /// Connections per user: with two shards, some land on each.
 const CONNS_PER_USER: usize = 4;
-
-fn ringnats() -> BrokerBin {
-    BrokerBin::ringnats(2)
-}
 
 fn users_conf(users: &[(&str, &str)]) -> String {
     let entries: Vec<String> = users
@@ -38,18 +33,7 @@ fn users_conf(users: &[(&str, &str)]) -> String {
     )
 }
 
-fn full_config(server: &Daemon, body: &str) -> String {
-    format!("listen: 127.0.0.1:{}\n{body}\n", server.port())
-}
-
-/// Rewrites the config, sends SIGHUP and waits for the `count`-th reload line.
-fn reload(server: &Daemon, body: &str, count: usize) {
-    server.rewrite_config(&full_config(server, body));
-    server.signal("HUP");
-    server.wait_output_count(RELOAD_OK, count, TIMEOUT);
-}
-
-fn login(server: &Daemon, user: &str, pass: &str) -> RawConn {
+fn login(server: &Server, user: &str, pass: &str) -> RawConn {
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(
         r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{pass}"}}"#
@@ -57,7 +41,7 @@ fn login(server: &Daemon, user: &str, pass: &str) -> RawConn {
     conn
 }
 
-fn logins(server: &Daemon, user: &str, pass: &str) -> Vec<RawConn> {
+fn logins(server: &Server, user: &str, pass: &str) -> Vec<RawConn> {
     (0..CONNS_PER_USER)
         .map(|_| {
             let mut conn = login(server, user, pass);
@@ -68,16 +52,16 @@ fn logins(server: &Daemon, user: &str, pass: &str) -> Vec<RawConn> {
 }
 
 #[track_caller]
-fn assert_refused(server: &Daemon, user: &str, pass: &str) {
+fn assert_refused(server: &Server, user: &str, pass: &str) {
     let mut conn = login(server, user, pass);
     conn.send(b"PING\r\n");
     conn.expect_err("Authorization Violation");
     conn.expect_closed();
 }
 
-fn check_removed_user_is_cut_off(broker: &BrokerBin) {
+fn check_removed_user_is_cut_off(broker: &Launch) {
     let before = users_conf(&[("keep", "keeppw"), ("gone", "gonepw")]);
-    let server = broker.start(&before, &[]);
+    let server = broker.config(&before).start();
     let mut keep = logins(&server, "keep", "keeppw");
     let mut gone = logins(&server, "gone", "gonepw");
     let mut keep_sub = login(&server, "keep", "keeppw");
@@ -85,10 +69,9 @@ fn check_removed_user_is_cut_off(broker: &BrokerBin) {
     assert!(keep_sub.ping_pong().is_empty());
     assert_refused(&server, "added", "addedpw");
 
-    reload(
-        &server,
+    server.reload(
         &users_conf(&[("keep", "keeppw"), ("added", "addedpw")]),
-        1,
+        TIMEOUT,
     );
 
     for conn in gone.iter_mut() {
@@ -112,12 +95,12 @@ fn check_removed_user_is_cut_off(broker: &BrokerBin) {
 
 #[test]
 fn removed_user_is_closed_remaining_stays_added_gets_in() {
-    check_removed_user_is_cut_off(&ringnats());
+    check_removed_user_is_cut_off(&Launch::ringnats());
 }
 
 #[test]
 fn removed_user_is_closed_remaining_stays_added_gets_in_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_removed_user_is_cut_off(&nats);
     }
 }
@@ -125,15 +108,14 @@ fn removed_user_is_closed_remaining_stays_added_gets_in_nats_server() {
 /// nats-server re-checks every live client against the new users with the credentials of its
 /// CONNECT (`isClientAuthorized`): a changed password cuts off the connections that logged in
 /// with the old one (`-ERR 'Authorization Violation'`), other users stay.
-fn check_password_change(broker: &BrokerBin) {
+fn check_password_change(broker: &Launch) {
     let conf = users_conf(&[("pat", "oldpw"), ("keep", "keeppw")]);
-    let server = broker.start(&conf, &[]);
+    let server = broker.config(&conf).start();
     let mut live = logins(&server, "pat", "oldpw");
     let mut keep = logins(&server, "keep", "keeppw");
-    reload(
-        &server,
+    server.reload(
         &users_conf(&[("pat", "newpw"), ("keep", "keeppw")]),
-        1,
+        TIMEOUT,
     );
     for (i, conn) in live.iter_mut().enumerate() {
         match conn.next_line_within(TIMEOUT) {
@@ -155,17 +137,17 @@ fn check_password_change(broker: &BrokerBin) {
 
 #[test]
 fn password_change_closes_connections_made_with_the_old_password() {
-    check_password_change(&ringnats());
+    check_password_change(&Launch::ringnats());
 }
 
 #[test]
 fn password_change_closes_connections_made_with_the_old_password_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_password_change(&nats);
     }
 }
 
-fn token_login(server: &Daemon, token: &str) -> RawConn {
+fn token_login(server: &Server, token: &str) -> RawConn {
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(
         r#"{{"verbose":false,"pedantic":false,"auth_token":"{token}"}}"#
@@ -174,8 +156,8 @@ fn token_login(server: &Daemon, token: &str) -> RawConn {
 }
 
 /// As for passwords: clients of a replaced token are cut off, new ones need the new token.
-fn check_token_change(broker: &BrokerBin) {
-    let server = broker.start("authorization { token: first }", &[]);
+fn check_token_change(broker: &Launch) {
+    let server = broker.config("authorization { token: first }").start();
     let mut live: Vec<RawConn> = (0..CONNS_PER_USER)
         .map(|_| {
             let mut conn = token_login(&server, "first");
@@ -183,7 +165,7 @@ fn check_token_change(broker: &BrokerBin) {
             conn
         })
         .collect();
-    reload(&server, "authorization { token: second }", 1);
+    server.reload("authorization { token: second }", TIMEOUT);
     for (i, conn) in live.iter_mut().enumerate() {
         match conn.next_line_within(TIMEOUT) {
             Ok(line) => assert_eq!(
@@ -204,22 +186,22 @@ fn check_token_change(broker: &BrokerBin) {
 
 #[test]
 fn token_change_closes_connections_made_with_the_old_token() {
-    check_token_change(&ringnats());
+    check_token_change(&Launch::ringnats());
 }
 
 #[test]
 fn token_change_closes_connections_made_with_the_old_token_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_token_change(&nats);
     }
 }
 
 /// A reload that leaves the credentials alone disturbs nobody.
-fn check_unrelated_reload(broker: &BrokerBin) {
+fn check_unrelated_reload(broker: &Launch) {
     let conf = users_conf(&[("pat", "patpw")]);
-    let server = broker.start(&format!("{conf}\nmax_payload: 1024"), &[]);
+    let server = broker.config(&format!("{conf}\nmax_payload: 1024")).start();
     let mut live = logins(&server, "pat", "patpw");
-    reload(&server, &format!("{conf}\nmax_payload: 2048"), 1);
+    server.reload(&format!("{conf}\nmax_payload: 2048"), TIMEOUT);
     login(&server, "pat", "patpw").expect_open();
     for conn in &mut live {
         conn.expect_open();
@@ -228,12 +210,12 @@ fn check_unrelated_reload(broker: &BrokerBin) {
 
 #[test]
 fn reload_without_auth_changes_keeps_everyone() {
-    check_unrelated_reload(&ringnats());
+    check_unrelated_reload(&Launch::ringnats());
 }
 
 #[test]
 fn reload_without_auth_changes_keeps_everyone_nats_server() {
-    if let Some(nats) = BrokerBin::nats_server() {
+    if let Some(nats) = Launch::nats_server() {
         check_unrelated_reload(&nats);
     }
 }

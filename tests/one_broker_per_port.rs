@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{BrokerBin, Daemon, RawConn, run_to_exit};
+use common::{Launch, RawConn};
 
 /// How long the refused start may take.
 const WITHIN: Duration = Duration::from_secs(10);
@@ -24,19 +23,16 @@ const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 
 /// Starts `second` on the port `first` listens on; it must exit non-zero with nats-server's
 /// fatal line, and `first` must still serve every client.
-fn check_second_broker_is_refused(first: &BrokerBin, second: &BrokerBin) {
-    let mut server: Daemon = first.start("", &[]);
+fn check_second_broker_is_refused(first: &Launch, second: &Launch) {
+    let mut server = first.start();
     let port = server.port().to_string();
-    let mut cmd = Command::new(&second.bin);
-    cmd.args(&second.args)
-        .args(["-a", "127.0.0.1", "-p", &port]);
-    let done = run_to_exit(&mut cmd, b"", WITHIN);
-    let output = format!("{}{}", done.stdout, done.stderr);
-    assert!(
-        !done.status.success(),
-        "second broker: {}\n{output}",
-        done.status
-    );
+    let mut refused = second
+        .no_config()
+        .args(["-a", "127.0.0.1", "-p", &port])
+        .spawn();
+    let status = refused.wait_exit(WITHIN);
+    let output = refused.output();
+    assert!(!status.success(), "second broker: {status}\n{output}");
     let expected = format!(
         "[FTL] Error listening on port: 127.0.0.1:{port}, \
          \"listen tcp 127.0.0.1:{port}: bind: address already in use\""
@@ -54,21 +50,21 @@ fn check_second_broker_is_refused(first: &BrokerBin, second: &BrokerBin) {
 
 #[test]
 fn a_second_ringnats_on_the_same_port_is_refused() {
-    let ringnats = BrokerBin::ringnats(2);
+    let ringnats = Launch::ringnats();
     check_second_broker_is_refused(&ringnats, &ringnats);
 }
 
 #[test]
 fn ringnats_on_a_nats_server_port_is_refused() {
-    let Some(nats_server) = BrokerBin::nats_server() else {
+    let Some(nats_server) = Launch::nats_server() else {
         return;
     };
-    check_second_broker_is_refused(&nats_server, &BrokerBin::ringnats(2));
+    check_second_broker_is_refused(&nats_server, &Launch::ringnats());
 }
 
 #[test]
 fn a_second_nats_server_on_the_same_port_is_refused_nats_server() {
-    let Some(nats_server) = BrokerBin::nats_server() else {
+    let Some(nats_server) = Launch::nats_server() else {
         return;
     };
     check_second_broker_is_refused(&nats_server, &nats_server);

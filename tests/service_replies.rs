@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{BrokerBin, Daemon, RawConn, TIMEOUT};
+use common::{Launch, RawConn, Server, TIMEOUT};
 
 const SHARDS: u64 = 2;
 
@@ -44,11 +44,14 @@ fn accounts_conf(first: &str, second: &str) -> String {
     )
 }
 
-fn start() -> Daemon {
-    BrokerBin::ringnats(SHARDS as usize).start(&accounts_conf("X", "A"), &[])
+fn start() -> Server {
+    Launch::ringnats()
+        .shards(SHARDS as usize)
+        .config(&accounts_conf("X", "A"))
+        .start()
 }
 
-fn login(server: &Daemon, user: &str) -> RawConn {
+fn login(server: &Server, user: &str) -> RawConn {
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(
         r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{user}pw"}}"#
@@ -58,7 +61,7 @@ fn login(server: &Daemon, user: &str) -> RawConn {
 }
 
 /// A connection of `user` on shard `shard` (ringnats places client `cid` on `cid % shards`).
-fn login_on_shard(server: &Daemon, user: &str, shard: u64) -> RawConn {
+fn login_on_shard(server: &Server, user: &str, shard: u64) -> RawConn {
     for _ in 0..40 {
         let conn = login(server, user);
         if conn.client_id() % SHARDS == shard {
@@ -223,13 +226,7 @@ fn pending_reply_follows_its_account_across_a_reload_that_reorders_accounts() {
     let mut b = login(&server, "b");
     subscribe(&mut b, "svc.>", "1");
     let reply = request(&mut a_old, &mut b, "svc.q", "_INBOX.rl.reload1");
-    server.rewrite_config(&format!(
-        "listen: 127.0.0.1:{}\n{}\n",
-        server.port(),
-        accounts_conf("A", "X")
-    ));
-    server.signal("HUP");
-    server.wait_output("Reloaded server configuration", TIMEOUT);
+    server.reload(&accounts_conf("A", "X"), TIMEOUT);
     // Users whose account changed number are closed (as moved): proof both shards reloaded.
     a_old.expect_closed();
     x_old.expect_closed();
