@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{RawConn, ReadEnd, Server, ServerOpts, show};
+use common::{Launch, RawConn, ReadEnd, Server, show};
 
 /// Junk each hostile client sends after its wrong CONNECT.
 const JUNK_BYTES: usize = 64 * 1024 * 1024;
@@ -37,32 +37,10 @@ fn hash(secret: &str, cost: u32) -> String {
 
 /// The broker under test (`RINGNATS_TEST_SERVER` may name another build, or nats-server).
 fn start(config_extra: &str, shards: usize) -> Server {
-    Server::start_with(ServerOpts {
-        config_extra: config_extra.to_owned(),
-        shards,
-        args: Vec::new(),
-    })
-}
-
-/// `VmRSS` or `VmHWM` (peak) of process `pid`, in bytes.
-fn status_bytes(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
-}
-
-/// Resets the kernel's peak-RSS mark of `pid` (`VmHWM`), so a later read shows the peak of
-/// what follows. Returns false where that is not allowed; the caller then samples `VmRSS`.
-fn reset_peak(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+    Launch::under_test()
+        .config(config_extra)
+        .shards(shards)
+        .start()
 }
 
 /// Sends `CONNECT` with a wrong token, then `JUNK_BYTES` of junk or until the server stops
@@ -111,13 +89,13 @@ fn junk_behind_a_connect_under_check_is_not_buffered() {
         hash("right-token", 12)
     );
     let server = start(&conf, 2);
-    let (port, pid) = (server.port(), server.pid());
+    let port = server.port();
     // Warm up the way a normal client does, then take the baseline.
     let mut warm = RawConn::connect(port);
     warm.send_connect(r#"{"verbose":false,"auth_token":"right-token"}"#);
     assert!(warm.ping_pong().is_empty());
-    let baseline = status_bytes(pid, "VmRSS");
-    let peak_resettable = reset_peak(pid);
+    let baseline = server.rss_bytes();
+    let peak_resettable = server.reset_peak_rss();
 
     let writers: Vec<_> = (0..JUNK_CLIENTS)
         .map(|_| thread::spawn(move || send_junk(port, Duration::from_secs(10))))
@@ -125,19 +103,19 @@ fn junk_behind_a_connect_under_check_is_not_buffered() {
     // A normal client connects meanwhile.
     let mut normal = RawConn::connect(port);
     normal.send(b"CONNECT {\"verbose\":false,\"auth_token\":\"right-token\"}\r\nPING\r\n");
-    let mut peak = status_bytes(pid, "VmRSS");
+    let mut peak = server.rss_bytes();
     let deadline = Instant::now() + Duration::from_secs(20);
     let answer = normal.try_read_line(deadline);
     let sent: Vec<usize> = writers
         .into_iter()
         .map(|w| {
             let sent = w.join().expect("junk writer");
-            peak = peak.max(status_bytes(pid, "VmRSS"));
+            peak = peak.max(server.rss_bytes());
             sent
         })
         .collect();
     if peak_resettable {
-        peak = peak.max(status_bytes(pid, "VmHWM"));
+        peak = peak.max(server.peak_rss_bytes());
     }
     let growth = peak.saturating_sub(baseline);
     eprintln!(
@@ -174,13 +152,13 @@ fn junk_behind_a_tls_connect_under_check_is_not_buffered() {
         hash("right-token", 12)
     );
     let server = start(&conf, 2);
-    let (port, pid) = (server.port(), server.pid());
+    let port = server.port();
     let login = b"CONNECT {\"verbose\":false,\"auth_token\":\"right-token\"}\r\nPING\r\n";
     let mut warm = TlsRawConn::connect(port, pki.client(None)).expect("handshake");
     warm.send(login);
     assert_eq!(show(&warm.read_line()), "PONG");
-    let baseline = status_bytes(pid, "VmRSS");
-    let peak_resettable = reset_peak(pid);
+    let baseline = server.rss_bytes();
+    let peak_resettable = server.reset_peak_rss();
 
     let writers: Vec<_> = (0..JUNK_CLIENTS)
         .map(|_| {
@@ -203,17 +181,17 @@ fn junk_behind_a_tls_connect_under_check_is_not_buffered() {
     let mut normal = TlsRawConn::connect(port, pki.client(None)).expect("handshake");
     normal.send(login);
     let answer = normal.try_read_line(Instant::now() + Duration::from_secs(20));
-    let mut peak = status_bytes(pid, "VmRSS");
+    let mut peak = server.rss_bytes();
     let sent: Vec<usize> = writers
         .into_iter()
         .map(|w| {
             let sent = w.join().expect("junk writer");
-            peak = peak.max(status_bytes(pid, "VmRSS"));
+            peak = peak.max(server.rss_bytes());
             sent
         })
         .collect();
     if peak_resettable {
-        peak = peak.max(status_bytes(pid, "VmHWM"));
+        peak = peak.max(server.peak_rss_bytes());
     }
     let growth = peak.saturating_sub(baseline);
     eprintln!(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawConn, Server};
+use common::{Launch, RawConn, Server};
 
 /// CPU time (user + system) of process `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -55,10 +55,7 @@ fn an_idle_server_stops_spinning() {
 #[test]
 fn a_long_busy_poll_still_ends() {
     // 200 ms spins: the quiet second still has most of its time asleep.
-    let server = Server::start_with(common::ServerOpts {
-        args: vec!["--busy_poll".into(), "200000".into()],
-        ..Default::default()
-    });
+    let server = Launch::under_test().args(["--busy_poll", "200000"]).start();
     let used = light_traffic_then_quiet_second(&server);
     let limit = ticks_per_second() * 6 / 10;
     assert!(

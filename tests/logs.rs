@@ -23,7 +23,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RawConn, Server, ServerOpts, TIMEOUT};
+use common::{Launch, RawConn, Server, TIMEOUT};
 
 /// The identity every raw client here gives in CONNECT; nats-server shows it as
 /// `"v2.16.0:python3:logs"`.
@@ -40,14 +40,6 @@ authorization {
   ]
 }
 "#;
-
-fn start(config: &str, args: &[&str]) -> Server {
-    Server::start_with(ServerOpts {
-        config_extra: config.to_owned(),
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        ..Default::default()
-    })
-}
 
 /// The prefix the server puts before this client's lines once its CONNECT named it.
 fn prefix(conn: &RawConn) -> String {
@@ -73,7 +65,7 @@ fn login(server: &Server, user: &str, pass: &str) -> RawConn {
 fn wait_line(server: &Server, needle: &str) -> String {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let log = server.log();
+        let log = server.output();
         if let Some(line) = log.lines().find(|line| line.contains(needle)) {
             return line.to_owned();
         }
@@ -99,18 +91,9 @@ fn assert_line(line: &str, level: &str, prefix: &str, words: &str) {
     );
 }
 
-/// The server under test unless it is nats-server (for bars nats-server does not meet).
-fn ringnats_only(server: Server, test: &str) -> Option<Server> {
-    if server.is_ringnats() {
-        return Some(server);
-    }
-    eprintln!("logs.rs {test}: skipped, the server under test is not ringnats");
-    None
-}
-
 #[test]
 fn authentication_error_names_the_user_not_the_password() {
-    let server = start(USERS, &[]);
+    let server = Server::start(USERS);
     let mut conn = RawConn::connect(server.port());
     let expected_prefix = format!("{} - cid:{} - ", conn.local_addr(), conn.client_id());
     conn.send_connect(&format!(
@@ -124,13 +107,13 @@ fn authentication_error_names_the_user_not_the_password() {
         &format!("{expected_prefix}\"v2.16.0:python3:logs\" - "),
         "authentication error - User \"a\"",
     );
-    let log = server.log();
+    let log = server.output();
     assert!(!log.contains("wrong-staple"), "password in the log:\n{log}");
 }
 
 #[test]
 fn publish_violation_names_user_and_subject() {
-    let server = start(USERS, &[]);
+    let server = Server::start(USERS);
     let mut bob = login(&server, "bob", "bob-pass");
     bob.send(b"PUB denied.x 1\r\nx\r\n");
     bob.expect_err("Permissions Violation for Publish to \"denied.x\"");
@@ -141,12 +124,12 @@ fn publish_violation_names_user_and_subject() {
         &prefix(&bob),
         "Publish Violation - User \"bob\", Subject \"denied.x\"",
     );
-    assert!(!server.log().contains("bob-pass"));
+    assert!(!server.output().contains("bob-pass"));
 }
 
 #[test]
 fn subscription_violation_names_subject_queue_and_sid() {
-    let server = start(USERS, &[]);
+    let server = Server::start(USERS);
     let mut bob = login(&server, "bob", "bob-pass");
     bob.send(b"SUB denied.y 7\r\n");
     bob.expect_err("Permissions Violation for Subscription to \"denied.y\"");
@@ -173,7 +156,7 @@ fn subscription_violation_names_subject_queue_and_sid() {
 
 #[test]
 fn parser_error_shows_an_excerpt_of_the_input() {
-    let server = start("", &[]);
+    let server = Server::start("");
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(r#"{{"verbose":false,{CLIENT_FIELDS}}}"#));
     conn.expect_open();
@@ -192,7 +175,7 @@ fn parser_error_shows_an_excerpt_of_the_input() {
 
 #[test]
 fn oversized_payload_names_both_sizes() {
-    let server = start(USERS, &[]);
+    let server = Server::start(USERS);
     let mut conn = login(&server, "a", "correct-horse");
     conn.send(b"PUB x 500\r\n");
     conn.expect_err("Maximum Payload Violation");
@@ -207,7 +190,7 @@ fn oversized_payload_names_both_sizes() {
 
 #[test]
 fn a_client_error_is_logged() {
-    let server = start("", &[]);
+    let server = Server::start("");
     let mut conn = RawConn::connect(server.port());
     conn.send_connect(&format!(r#"{{"verbose":false,{CLIENT_FIELDS}}}"#));
     conn.expect_open();
@@ -219,7 +202,7 @@ fn a_client_error_is_logged() {
 #[test]
 fn a_slow_consumer_is_logged_with_its_name() {
     let config = "max_pending: 65536\nmax_payload: 1024\nwrite_deadline: \"500ms\"";
-    let Some(server) = ringnats_only(start(config, &[]), "slow_consumer") else {
+    let Some(server) = Server::start(config).ringnats_only("logs.rs slow_consumer") else {
         return;
     };
     let mut stuck = RawConn::connect_small_rcvbuf(server.port(), 4096);
@@ -257,7 +240,7 @@ fn a_slow_consumer_is_logged_with_its_name() {
 /// `-V`: every op in nats-server's trace shape.
 #[test]
 fn trace_has_nats_server_shape() {
-    let server = start("", &["-V"]);
+    let server = Launch::under_test().arg("-V").start();
     let mut conn = RawConn::connect(server.port());
     let label = format!("{} - cid:{}", conn.local_addr(), conn.client_id());
     let connect = format!(r#"{{"verbose":false,"pedantic":false,"headers":true,{CLIENT_FIELDS}}}"#);
@@ -290,7 +273,7 @@ fn trace_has_nats_server_shape() {
         format!("{named}->> [-ERR Unknown Protocol Operation]"),
     ];
     wait_line(&server, &expected[expected.len() - 1]);
-    let log = server.log();
+    let log = server.output();
     for line in &expected {
         let found = log
             .lines()
@@ -303,7 +286,12 @@ fn trace_has_nats_server_shape() {
 /// fails or succeeds; the trace shows `[REDACTED]` in their place.
 #[test]
 fn no_secret_reaches_a_debug_trace_log() {
-    let Some(server) = ringnats_only(start(USERS, &["-D", "-V"]), "no_secret") else {
+    let Some(server) = Launch::under_test()
+        .config(USERS)
+        .args(["-D", "-V"])
+        .start()
+        .ringnats_only("logs.rs no_secret")
+    else {
         return;
     };
     let secrets = ["s3cr3t-pass", "s3cr3t-token", "s3cr3t-sig", "s3cr3t-jwt"];
@@ -322,7 +310,7 @@ fn no_secret_reaches_a_debug_trace_log() {
         line.ends_with("authentication error - User \"a\""),
         "{line}"
     );
-    let log = server.log();
+    let log = server.output();
     for secret in secrets.iter().chain(&["bob-pass"]) {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
@@ -341,7 +329,7 @@ fn no_secret_reaches_a_debug_trace_log() {
 fn repeated_violations_are_rate_limited() {
     const REPEATS: usize = 300;
     const LINES_PER_SECOND_MAX: usize = 10;
-    let Some(server) = ringnats_only(start(USERS, &[]), "rate_limit") else {
+    let Some(server) = Server::start(USERS).ringnats_only("logs.rs rate_limit") else {
         return;
     };
     let mut bob = login(&server, "bob", "bob-pass");
@@ -353,7 +341,7 @@ fn repeated_violations_are_rate_limited() {
     assert_eq!(replies.len(), REPEATS, "one -ERR per denied PUB");
     let summary = wait_line(&server, "\"Publish Violation\" lines suppressed");
     assert!(summary.contains(" [WRN] "), "{summary}");
-    let log = server.log();
+    let log = server.output();
     let logged = log.matches("Publish Violation - User").count();
     // The burst takes far less than a second, but may straddle one window's end.
     assert!(
@@ -385,7 +373,12 @@ const FORGED: &str =
 /// control byte but the newlines that end its own lines.
 #[test]
 fn a_client_cannot_forge_a_log_line() {
-    let Some(server) = ringnats_only(start(USERS, &["-D", "-V"]), "forge") else {
+    let Some(server) = Launch::under_test()
+        .config(USERS)
+        .args(["-D", "-V"])
+        .start()
+        .ringnats_only("logs.rs forge")
+    else {
         return;
     };
     let forged_vt = FORGED.replace(' ', "\x0b");
@@ -410,7 +403,7 @@ fn a_client_cannot_forge_a_log_line() {
     named.send(b"PUB denied.c 1\r\nx\r\n");
     named.expect_err("Permissions Violation for Publish to \"denied.c\"");
     // Every attempt was answered or closed: the server logged what it logs for them before.
-    let log = server.log();
+    let log = server.output();
     for line in log.split(['\n', '\r']) {
         assert!(
             !line.starts_with("[4242]"),

@@ -16,15 +16,6 @@ const CONNS: usize = 5_000;
 /// How long RSS may take to come back (a resource bound, polled; not a timing assert).
 const GIVE_BACK_WITHIN: Duration = Duration::from_secs(20);
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// Raises the soft open-file limit to the hard one (the server inherits it).
 fn raise_fd_limit(needed: u64) {
     let mut lim = libc::rlimit {
@@ -86,9 +77,9 @@ fn memory_comes_back_after_a_mass_disconnect() {
     // Settle: the first connections of a fresh server allocate once-only structures too.
     drop(open_idle(server.port(), 200));
     std::thread::sleep(Duration::from_millis(500));
-    let before = rss_kib(server.pid());
+    let before = server.rss_bytes() / 1024;
     let conns = open_idle(server.port(), CONNS);
-    let held = rss_kib(server.pid());
+    let held = server.rss_bytes() / 1024;
     let growth = held.saturating_sub(before);
     assert!(
         growth > 1024,
@@ -96,11 +87,11 @@ fn memory_comes_back_after_a_mass_disconnect() {
     );
     drop(conns);
     let deadline = Instant::now() + GIVE_BACK_WITHIN;
-    let mut now_kib = rss_kib(server.pid());
+    let mut now_kib = server.rss_bytes() / 1024;
     while now_kib > before + growth / 2 && Instant::now() < deadline {
         // Polling a resource bound: there is no event to wait on.
         std::thread::sleep(Duration::from_millis(250));
-        now_kib = rss_kib(server.pid());
+        now_kib = server.rss_bytes() / 1024;
     }
     assert!(
         now_kib <= before + growth / 2,

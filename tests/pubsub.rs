@@ -19,7 +19,7 @@ use async_nats::{ConnectOptions, HeaderMap, Subscriber};
 use bytes::Bytes;
 use futures::FutureExt;
 
-use common::{Nats, Server, next_msg, wait_for_route};
+use common::{Launch, Nats, Server, next_msg, wait_for_route};
 
 async fn subscribe(nats: &Nats, subject: &str) -> Subscriber {
     nats.subscribe(subject.to_owned()).await.expect("subscribe")
@@ -222,10 +222,7 @@ async fn request_gets_the_reply() {
 /// sleeping wait, so replies must come from wake-ups alone.
 #[tokio::test]
 async fn request_gets_the_reply_without_busy_poll() {
-    let server = Server::start_with(common::ServerOpts {
-        args: vec!["--busy_poll".into(), "0".into()],
-        ..Default::default()
-    });
+    let server = Launch::under_test().args(["--busy_poll", "0"]).start();
     request_reply_round_trips(server).await;
 }
 

@@ -19,7 +19,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{RawConn, Server, ServerOpts};
+use common::{Launch, RawConn, Server};
 
 const SHARDS: usize = 2;
 const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
@@ -28,15 +28,10 @@ const ATTEMPTS_MAX: usize = 64;
 
 /// Starts ringnats with `SHARDS` shards, or returns `None` (with a note) for nats-server.
 fn start_sharded() -> Option<Server> {
-    let server = Server::start_with(ServerOpts {
-        shards: SHARDS,
-        ..Default::default()
-    });
-    if !server.is_ringnats() {
-        eprintln!("shards.rs: skipped, the server under test is not ringnats");
-        return None;
-    }
-    Some(server)
+    Launch::under_test()
+        .shards(SHARDS)
+        .start()
+        .ringnats_only("shards.rs")
 }
 
 fn quiet_conn(server: &Server) -> RawConn {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use common::{Nats, RawConn, Server, next_msg, wait_for_route};
+use common::{Launch, Nats, RawConn, Server, next_msg, wait_for_route};
 
 const MESSAGES: usize = 20_000;
 const PAYLOAD_BYTES: usize = 1024;
@@ -181,10 +181,9 @@ fn scenario_fan_in_holds_publishers_back(port: u16) {
 
 #[test]
 fn fan_in_holds_publishers_back_instead_of_dropping_the_subscriber() {
-    let server = Server::start_with(common::ServerOpts {
-        config_extra: format!("max_pending: {FANIN_MAX_PENDING}\nmax_payload: 65536"),
-        ..Default::default()
-    });
+    let server = Server::start(&format!(
+        "max_pending: {FANIN_MAX_PENDING}\nmax_payload: 65536"
+    ));
     scenario_fan_in_holds_publishers_back(server.port());
 }
 
@@ -343,14 +342,14 @@ fn slow_consumer_lines(log: &str, cid: u64) -> Vec<&str> {
 }
 
 fn stuck_subscriber_on_shards(shards: usize, healthy_with_publisher: bool) {
-    let server = Server::start_with(common::ServerOpts {
-        config_extra: STUCK_CONFIG.to_owned(),
-        shards,
+    let server = Launch::under_test()
+        .config(STUCK_CONFIG)
+        .shards(shards)
         // Debug lines (a subscriber found stuck) go with the log a failure prints.
-        args: vec!["-D".into()],
-    });
+        .arg("-D")
+        .start();
     let (healthy, stuck) = scenario_stuck_subscriber(server.port(), shards, healthy_with_publisher);
-    let log = server.log();
+    let log = server.output();
     assert_eq!(
         slow_consumer_lines(&log, healthy),
         Vec::<&str>::new(),

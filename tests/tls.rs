@@ -1,20 +1,20 @@
 //! TLS on client connections (`tls { }` block and `--tls*` flags), as clients see it.
 //!
 //! Every test makes a fresh PKI (`ringnats::tls::test_pki`) and starts the real binary. Checked:
-//! the INFO goes out in plaintext with `tls_required` (and `tls_verify` under `verify`), its
-//! keys in nats-server's order; async-nats with `require_tls` does pub/sub and request/reply
-//! with payloads up to 64 KB across shards; a plaintext client that sends CONNECT is closed
-//! without a byte; under `verify` a client certificate from the CA is required (none, or one
-//! from another CA, is refused); the `--tls --tlscert --tlskey` (and `--tlsverify
-//! --tlscacert`) flags work; garbage instead of (or inside) the TLS stream closes that one
-//! connection while other TLS clients keep working; a client silent after INFO is closed at the
-//! handshake timeout; the end of the handshake and the first protocol bytes in one segment, a
-//! handshake trickled one byte per write, and a PUB right before `close_notify` all work;
-//! closing errors (auth timeout, max payload, bad password) and keepalive PINGs arrive
-//! encrypted; a backlog of megabytes to a paused reader arrives whole; a TLS slow consumer is
-//! closed alone. Each raw scenario that must match nats-server 2.9.10 has a `*_nats_server`
-//! sibling running it unchanged (skipped when nats-server is not installed). Guards `src/tls/`
-//! and the reactor's TLS path (`shard/admission.rs`, `conn/outbuf.rs` sealed output).
+//! the INFO goes out in plaintext with `tls_required` (and `tls_verify` under `verify`), its keys
+//! in nats-server's order; async-nats with `require_tls` does pub/sub and request/reply with
+//! payloads up to 64 KB across shards; a plaintext client that sends CONNECT is closed without a
+//! byte; under `verify` a client certificate from the CA is required (none, or one from another CA,
+//! is refused); the `--tls --tlscert --tlskey` (and `--tlsverify --tlscacert`) flags work; garbage
+//! instead of (or inside) the TLS stream closes that one connection while other TLS clients keep
+//! working; a client silent after INFO is closed at the handshake timeout; the end of the handshake
+//! and the first protocol bytes in one segment, a handshake trickled one byte per write, and a PUB
+//! right before `close_notify` all work; closing errors (auth timeout, max payload, bad password)
+//! and keepalive PINGs arrive encrypted; a backlog of megabytes to a paused reader arrives whole; a
+//! TLS slow consumer is closed alone. Each raw scenario that must match nats-server 2.9.10 has a
+//! `*_nats_server` sibling running it unchanged (skipped when nats-server is not installed; a
+//! failure under CI). Guards `src/tls/` and the reactor's TLS path (`shard/admission.rs`,
+//! `conn/outbuf.rs` sealed output).
 
 #![cfg(feature = "test-pki")]
 
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::tls_client::{Admission, Pki, TlsRawConn, admission, connect_read_info};
-use common::{Nats, RawConn, Server, ServerOpts, next_msg, start_nats_server, wait_for_route};
+use common::{Launch, Nats, RawConn, Server, next_msg, start_nats_server, wait_for_route};
 use futures::StreamExt;
 
 const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
@@ -256,10 +256,7 @@ fn tls_flags(pki: &Pki) -> Vec<String> {
 #[tokio::test]
 async fn tls_flags_enable_tls() {
     let pki = Pki::new();
-    let server = Server::start_with(ServerOpts {
-        args: tls_flags(&pki),
-        ..Default::default()
-    });
+    let server = Launch::under_test().args(tls_flags(&pki)).start();
     scenario_info_announces_tls(server.port(), false);
     scenario_plaintext_client_closed_silently(server.port());
     let subscriber = Nats::connect_with(&server, pki.nats_opts()).await;
@@ -286,10 +283,7 @@ fn verify_flags(pki: &Pki) -> Vec<String> {
 #[test]
 fn tlsverify_flags_require_a_client_certificate() {
     let pki = Pki::new();
-    let server = Server::start_with(ServerOpts {
-        args: verify_flags(&pki),
-        ..Default::default()
-    });
+    let server = Launch::under_test().args(verify_flags(&pki)).start();
     scenario_info_announces_tls(server.port(), true);
     scenario_verify(server.port(), &pki);
 }

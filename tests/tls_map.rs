@@ -1,16 +1,15 @@
 //! TLS certificate mapping (`tls { verify_and_map: true }`, auth.md §7), as clients see it.
 //!
-//! The configured users are named after what their certificates carry (a DN, an email SAN, a
-//! DNS SAN, a DN with DC parts) and each may publish only under its own prefix, so a client
-//! shows which user it was mapped to: publishing under its own prefix is delivered, under
-//! another user's prefix it gets `-ERR 'Permissions Violation for Publish to ..'`. Checked: each
-//! certificate maps to its user, alice's two RDN orders map to the same user, a URI SAN maps
-//! when such a user exists, a certificate that names no user gets `-ERR 'Authorization
-//! Violation'` and is closed, a CONNECT that also sends a password fails, no certificate or one
-//! from another CA fails the handshake, and `map_and_verify` is an alias. Every raw scenario has
-//! a `*_nats_server` sibling running it against nats-server 2.9.10 (skipped when it is not
-//! installed; the alias is ringnats-only). Guards `src/tls/identity.rs` and the mapping step of
-//! the CONNECT check.
+//! The configured users are named after what their certificates carry (a DN, an email SAN, a DNS
+//! SAN, a DN with DC parts) and each may publish only under its own prefix, so a client shows which
+//! user it was mapped to: publishing under its own prefix is delivered, under another user's prefix
+//! it gets `-ERR 'Permissions Violation for Publish to ..'`. Checked: each certificate maps to its
+//! user, alice's two RDN orders map to the same user, a URI SAN maps when such a user exists, a
+//! certificate that names no user gets `-ERR 'Authorization Violation'` and is closed, a CONNECT
+//! that also sends a password fails, no certificate or one from another CA fails the handshake, and
+//! `map_and_verify` is an alias. Every raw scenario has a `*_nats_server` sibling running it
+//! against nats-server 2.9.10 (skipped when it is not installed, a failure under CI; the alias is
+//! ringnats-only). Guards `src/tls/identity.rs` and the mapping step of the CONNECT check.
 
 #![cfg(feature = "test-pki")]
 
