@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::ConnectOptions;
 use futures::StreamExt;
 
-use common::{Launch, RawConn, Server, show, try_connect};
+use common::{Launch, RawConn, Server, try_connect};
 
 const ACCOUNTS_CONF: &str = r#"
 accounts {
@@ -40,10 +40,7 @@ accounts {
 
 /// A raw connection logged in as `user` (password `<user>pw`), `verbose` off.
 fn login(server: &Server, user: &str) -> RawConn {
-    let mut conn = RawConn::connect(server.port());
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{user}pw"}}"#
-    ));
+    let mut conn = RawConn::connect_as(server.port(), user, &format!("{user}pw"));
     conn.expect_open();
     conn
 }
@@ -66,47 +63,32 @@ fn shards_of(broker: &Launch) -> u64 {
     if broker.is_ringnats() { 2 } else { 1 }
 }
 
-/// Subscribes and waits until the subscription is visible to every shard.
-fn subscribe(conn: &mut RawConn, subject: &str, sid: &str) {
-    conn.send(format!("SUB {subject} {sid}\r\n").as_bytes());
-    let early = conn.ping_pong();
-    assert!(early.is_empty(), "lines before PONG: {early:?}");
-}
-
-/// Asserts nothing is queued for `conn`: the PONG is the next line.
-#[track_caller]
-fn assert_nothing_delivered(conn: &mut RawConn, what: &str) {
-    let lines = conn.ping_pong();
-    let shown: Vec<String> = lines.iter().map(|l| show(l)).collect();
-    assert!(lines.is_empty(), "{what}: {shown:?}");
-}
-
 // ---- isolation -------------------------------------------------------------------------------
 
 fn check_isolation(broker: &Launch) {
     let server = broker.config(ACCOUNTS_CONF).start();
     let shards = shards_of(broker);
     let mut b = login(&server, "b");
-    subscribe(&mut b, ">", "1");
-    subscribe(&mut b, "foo", "2");
+    b.subscribe_synced(">", "1");
+    b.subscribe_synced("foo", "2");
     let mut a_witness = login_on_shard_of(&server, "a2", &b, shards);
-    subscribe(&mut a_witness, "foo", "1");
+    a_witness.subscribe_synced("foo", "1");
     let mut a = login(&server, "a");
-    subscribe(&mut a, "bar", "1");
+    a.subscribe_synced("bar", "1");
 
     a.send(b"PUB foo 3\r\none\r\n");
     a.ping_pong();
     a_witness.expect_msg("foo", "1", None, b"one");
     // The witness shares b's shard: had the message leaked into B it would be queued by now.
-    assert_nothing_delivered(&mut b, "A's publish reached B");
+    b.expect_nothing_more("A's publish reached B");
 
     // The other way: B publishes on a subject A listens to.
     let mut a_witness_b = login_on_shard_of(&server, "b", &a, shards);
-    subscribe(&mut a_witness_b, "bar", "9");
+    a_witness_b.subscribe_synced("bar", "9");
     b.send(b"PUB bar 3\r\ntwo\r\n");
     b.expect_msg("bar", "1", None, b"two");
     a_witness_b.expect_msg("bar", "9", None, b"two");
-    assert_nothing_delivered(&mut a, "B's publish reached A");
+    a.expect_nothing_more("B's publish reached A");
 }
 
 #[test]
@@ -126,7 +108,7 @@ fn publish_in_one_account_never_reaches_another_nats_server() {
 fn check_stream_import(broker: &Launch) {
     let server = broker.config(ACCOUNTS_CONF).start();
     let mut b = login(&server, "b");
-    subscribe(&mut b, "pub.>", "7");
+    b.subscribe_synced("pub.>", "7");
     let mut a = login(&server, "a");
     a.send(b"PUB pub.x 5\r\nhello\r\n");
     a.send(b"PUB pub.y.z r.1 2\r\nhi\r\n");
@@ -160,9 +142,9 @@ fn stream_export_is_delivered_to_the_importing_account_nats_server() {
 fn check_service_request_reaches_exporter(broker: &Launch) {
     let server = broker.config(ACCOUNTS_CONF).start();
     let mut responder = login(&server, "a");
-    subscribe(&mut responder, "svc.>", "3");
+    responder.subscribe_synced("svc.>", "3");
     let mut b = login(&server, "b");
-    subscribe(&mut b, "_INBOX.b.*", "1");
+    b.subscribe_synced("_INBOX.b.*", "1");
     b.send(b"PUB svc.echo _INBOX.b.1 4\r\nping\r\n");
     b.ping_pong();
     let request = responder.read_msg();
@@ -175,7 +157,7 @@ fn check_service_request_reaches_exporter(broker: &Launch) {
     );
     // A publish in B on a service subject is not a stream: B's own `svc.>` is not A's.
     let mut b_sub = login(&server, "b");
-    subscribe(&mut b_sub, "svc.>", "4");
+    b_sub.subscribe_synced("svc.>", "4");
     b.send(b"PUB svc.other 1\r\nx\r\n");
     b.ping_pong();
     b_sub.expect_msg("svc.other", "4", None, b"x");

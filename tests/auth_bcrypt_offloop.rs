@@ -43,11 +43,7 @@ fn cost() -> u32 {
 }
 
 fn login(port: u16, user: &str, pass: &str) -> RawConn {
-    let mut conn = RawConn::connect(port);
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{pass}"}}"#
-    ));
-    conn
+    RawConn::connect_as(port, user, pass)
 }
 
 /// Waits for the PONG of every connection; returns when the last one arrived.

@@ -34,11 +34,7 @@ fn users_conf(users: &[(&str, &str)]) -> String {
 }
 
 fn login(server: &Server, user: &str, pass: &str) -> RawConn {
-    let mut conn = RawConn::connect(server.port());
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{pass}"}}"#
-    ));
-    conn
+    RawConn::connect_as(server.port(), user, pass)
 }
 
 fn logins(server: &Server, user: &str, pass: &str) -> Vec<RawConn> {

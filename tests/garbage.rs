@@ -14,9 +14,8 @@ mod common;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use common::{RawConn, ReadEnd, Server, show};
+use common::{QUIET, RawConn, ReadEnd, Server, show};
 
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 const SEED: u64 = 0x5eed_f00d_6a7b_a6e0;
 const RANDOM_INPUTS: usize = 48;
 const RANDOM_BYTES_MAX: usize = 8 * 1024;

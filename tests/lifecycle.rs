@@ -16,11 +16,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Launch, RawConn, ReadEnd, Server, show};
+use common::{Launch, QUIET, RawConn, ReadEnd, Server, show};
 
 /// How long one expected log line, reload or exit may take.
 const WITHIN: Duration = Duration::from_secs(5);
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 
 // ---- log line shape --------------------------------------------------------------------
 
@@ -80,8 +79,7 @@ fn find_line(lines: &[LogLine<'_>], level: &str, pred: impl Fn(&str) -> bool) ->
 
 /// A raw client past CONNECT (verbose off) whose PING was answered.
 fn quiet_client(port: u16) -> RawConn {
-    let mut conn = RawConn::connect(port);
-    conn.send_connect(QUIET);
+    let mut conn = RawConn::connect_quiet(port);
     conn.expect_open();
     conn
 }

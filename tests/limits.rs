@@ -12,9 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Nats, RawConn, Server};
-
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
+use common::{Nats, QUIET, RawConn, Server};
 
 /// Opens a connection that the server accepts as a client (PING answered by PONG). The harness's
 /// readiness probe, or a connection a test just dropped, may still count for a moment.

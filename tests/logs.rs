@@ -91,6 +91,16 @@ fn assert_line(line: &str, level: &str, prefix: &str, words: &str) {
     );
 }
 
+/// The server under test with `USERS`, `-D` and `-V`, if it is ringnats (for bars
+/// nats-server does not meet); `None` with a note naming `test` otherwise.
+fn traced_ringnats(test: &str) -> Option<Server> {
+    Launch::under_test()
+        .config(USERS)
+        .args(["-D", "-V"])
+        .start()
+        .ringnats_only(&format!("logs.rs {test}"))
+}
+
 #[test]
 fn authentication_error_names_the_user_not_the_password() {
     let server = Server::start(USERS);
@@ -286,12 +296,7 @@ fn trace_has_nats_server_shape() {
 /// fails or succeeds; the trace shows `[REDACTED]` in their place.
 #[test]
 fn no_secret_reaches_a_debug_trace_log() {
-    let Some(server) = Launch::under_test()
-        .config(USERS)
-        .args(["-D", "-V"])
-        .start()
-        .ringnats_only("logs.rs no_secret")
-    else {
+    let Some(server) = traced_ringnats("no_secret") else {
         return;
     };
     let secrets = ["s3cr3t-pass", "s3cr3t-token", "s3cr3t-sig", "s3cr3t-jwt"];
@@ -373,12 +378,7 @@ const FORGED: &str =
 /// control byte but the newlines that end its own lines.
 #[test]
 fn a_client_cannot_forge_a_log_line() {
-    let Some(server) = Launch::under_test()
-        .config(USERS)
-        .args(["-D", "-V"])
-        .start()
-        .ringnats_only("logs.rs forge")
-    else {
+    let Some(server) = traced_ringnats("forge") else {
         return;
     };
     let forged_vt = FORGED.replace(' ', "\x0b");

@@ -13,13 +13,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Launch, RawConn};
+use common::{Launch, QUIET, RawConn};
 
 /// How long the refused start may take.
 const WITHIN: Duration = Duration::from_secs(10);
 /// Clients that must all reach the first broker.
 const CLIENTS: usize = 10;
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 
 /// Starts `second` on the port `first` listens on; it must exit non-zero with nats-server's
 /// fatal line, and `first` must still serve every client.

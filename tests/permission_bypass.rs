@@ -60,14 +60,6 @@ fn expect_errs(conn: &mut RawConn, ops: &[u8], errs: &[&str]) {
     assert_eq!(got, want, "after {}", ops.escape_ascii());
 }
 
-/// Asserts nothing is queued for `conn`: the PONG is the next line.
-#[track_caller]
-fn assert_nothing_more(conn: &mut RawConn) {
-    let lines = conn.ping_pong();
-    let got: Vec<String> = lines.iter().map(|l| l.escape_ascii().to_string()).collect();
-    assert!(got.is_empty(), "unexpected: {got:?}");
-}
-
 // ---- subscribe allow is a subset test ------------------------------------------------------
 
 #[test]
@@ -102,12 +94,12 @@ fn sub_allow_admits_only_subscriptions_inside_an_entry() {
         sorted_msgs(&mut one, 2),
         [("in.end", "4"), ("in.end", "5")].map(owned)
     );
-    assert_nothing_more(&mut one);
+    one.expect_nothing_more("unexpected");
     assert_eq!(
         sorted_msgs(&mut star, 2),
         [("top", "4"), ("top", "5")].map(owned)
     );
-    assert_nothing_more(&mut star);
+    star.expect_nothing_more("unexpected");
 }
 
 fn owned((subject, sid): (&str, &str)) -> (String, String) {
@@ -156,7 +148,7 @@ fn wildcard_sub_overlapping_a_deny_entry_is_filtered() {
         ("in.x.y", "2"),
     ];
     assert_eq!(sorted_msgs(&mut deny, 6), want.map(owned));
-    assert_nothing_more(&mut deny);
+    deny.expect_nothing_more("unexpected");
 }
 
 // ---- control bytes in subjects ---------------------------------------------------------------
@@ -195,7 +187,7 @@ fn subjects_with_control_bytes_are_refused() {
             (sid, subject, payload)
         );
     }
-    assert_nothing_more(&mut subdeny);
+    subdeny.expect_nothing_more("unexpected");
     let want = [
         ("in.end", "1"),
         ("in.end", "2"),
@@ -203,7 +195,7 @@ fn subjects_with_control_bytes_are_refused() {
         ("in.ok", "2"),
     ];
     assert_eq!(sorted_msgs(&mut watch, 4), want.map(owned));
-    assert_nothing_more(&mut watch);
+    watch.expect_nothing_more("unexpected");
     // SUB: twice each, the second time through the cache of a restricted user.
     let invalid = "Invalid Subject";
     expect_errs(
@@ -215,7 +207,7 @@ fn subjects_with_control_bytes_are_refused() {
     all.send(b"PUB in.\x01 1\r\nx\r\n");
     all.expect_line(format!("-ERR '{invalid_pub}'").as_bytes());
     all.expect_open();
-    assert_nothing_more(&mut subdeny);
+    subdeny.expect_nothing_more("unexpected");
 }
 
 // ---- no_auth_user passes the admission checks ------------------------------------------------

@@ -65,10 +65,7 @@ authorization {
 
 /// A raw client logged in as `user` (password = user name), past a PING/PONG.
 fn login(port: u16, user: &str) -> RawConn {
-    let mut conn = RawConn::connect(port);
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{user}"}}"#
-    ));
+    let mut conn = RawConn::connect_as(port, user, user);
     conn.expect_open();
     conn
 }

@@ -16,14 +16,7 @@ mod common;
 use common::{RawConn, Server, show};
 
 /// CONNECT with verbose and pedantic off (nats-server defaults both to on, see below).
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 const QUIET_HEADERS: &str = r#"{"verbose":false,"pedantic":false,"headers":true}"#;
-
-fn quiet_conn(server: &Server) -> RawConn {
-    let mut conn = RawConn::connect(server.port());
-    conn.send_connect(QUIET);
-    conn
-}
 
 #[test]
 fn info_has_the_nats_server_fields_in_order_and_a_trailing_space() {
@@ -149,7 +142,7 @@ fn before_connect_and_with_empty_connect_the_connection_is_verbose_and_pedantic(
 #[test]
 fn ping_pong_and_case_insensitive_ops() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"PING\r\nping\r\nPiNg\r\n");
     conn.expect_line(b"PONG");
     conn.expect_line(b"PONG");
@@ -162,7 +155,7 @@ fn ping_pong_and_case_insensitive_ops() {
 #[test]
 fn tabs_and_repeated_blanks_separate_arguments() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB\tbar\t2\r\nPUB\tbar\trep.x\t2\r\nhi\r\n");
     conn.expect_msg("bar", "2", Some("rep.x"), b"hi");
     conn.send(b"SUB  q \t 3 \r\nPUB   q    2 \r\nok\r\n");
@@ -172,7 +165,7 @@ fn tabs_and_repeated_blanks_separate_arguments() {
 #[test]
 fn zero_length_payload_and_reply_subject() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB e 9\r\nPUB e 0\r\n\r\nPUB e inbox.1 3\r\nabc\r\n");
     conn.expect_msg("e", "9", None, b"");
     conn.expect_msg("e", "9", Some("inbox.1"), b"abc");
@@ -181,7 +174,7 @@ fn zero_length_payload_and_reply_subject() {
 #[test]
 fn ops_split_into_single_bytes_still_parse() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     for byte in b"SUB split 1\r\nPUB split r 5\r\nhello\r\nPING\r\n" {
         conn.send(std::slice::from_ref(byte));
     }
@@ -195,7 +188,7 @@ fn ops_split_into_single_bytes_still_parse() {
 #[test]
 fn ops_cut_at_every_kind_of_boundary_arrive_whole_and_in_order() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB cut.* 1\r\n");
     conn.ping_pong();
     let mut stream = Vec::new();
@@ -237,7 +230,7 @@ fn ops_cut_at_every_kind_of_boundary_arrive_whole_and_in_order() {
 #[test]
 fn unknown_operation_is_an_error_and_closes() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"FOO bar\r\n");
     conn.expect_err("Unknown Protocol Operation");
     conn.expect_closed();
@@ -246,7 +239,7 @@ fn unknown_operation_is_an_error_and_closes() {
 #[test]
 fn pub_without_arguments_is_unknown_operation_and_closes() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"PUB\r\n");
     conn.expect_err("Unknown Protocol Operation");
     conn.expect_closed();
@@ -255,7 +248,7 @@ fn pub_without_arguments_is_unknown_operation_and_closes() {
 #[test]
 fn control_line_over_4096_is_an_error_and_closes() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     let line = format!("SUB {} 1\r\n", "a".repeat(5000));
     conn.send(line.as_bytes());
     conn.expect_err("maximum control line exceeded");
@@ -265,7 +258,7 @@ fn control_line_over_4096_is_an_error_and_closes() {
 #[test]
 fn payload_over_max_payload_is_refused_from_the_pub_line_and_closes() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     // Only the PUB line is sent: the size is checked before any payload byte arrives.
     conn.send(b"PUB foo 1048577\r\n");
     conn.expect_err("Maximum Payload Violation");
@@ -285,7 +278,7 @@ fn hpub_total_size_counts_against_max_payload() {
 #[test]
 fn invalid_sub_subjects_are_errors_and_the_connection_stays_open() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     for subject in ["foo..bar", ".foo", "foo.", "foo.>.bar"] {
         conn.send(format!("SUB {subject} 1\r\n").as_bytes());
         conn.expect_err("Invalid Subject");
@@ -334,7 +327,7 @@ fn pedantic_publish_to_wildcard_is_an_error_but_still_delivered() {
 #[test]
 fn non_pedantic_publish_to_wildcard_is_delivered_literally() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB foo.* 1\r\nSUB foo.bar 2\r\nSUB foo.> 3\r\nSUB other 4\r\n");
     conn.send(b"PUB foo.* 1\r\nx\r\n");
     // The literal `*` token matches the `*` and `>` subscriptions, not `foo.bar`.
@@ -383,7 +376,7 @@ fn malformed_connect_json_closes_without_err() {
 #[test]
 fn pub_with_wrong_argument_count_closes_without_err() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"PUB foo\r\n");
     conn.expect_closed();
 }
@@ -391,7 +384,7 @@ fn pub_with_wrong_argument_count_closes_without_err() {
 #[test]
 fn sub_with_too_many_arguments_closes_without_err() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB x q 1 2\r\n");
     conn.expect_closed();
 }
@@ -399,7 +392,7 @@ fn sub_with_too_many_arguments_closes_without_err() {
 #[test]
 fn hpub_without_headers_support_closes_without_err() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
     conn.expect_closed();
 }
@@ -407,7 +400,7 @@ fn hpub_without_headers_support_closes_without_err() {
 #[test]
 fn bad_payload_terminator_is_unknown_operation_and_closes() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB foo 1\r\nPUB foo 3\r\nhi\r\n");
     conn.expect_err("Unknown Protocol Operation");
     conn.expect_closed();
@@ -437,7 +430,7 @@ fn hmsg_carries_headers_and_payload_verbatim() {
 #[test]
 fn headers_are_stripped_for_a_subscriber_without_headers_support() {
     let server = Server::start("");
-    let mut plain = quiet_conn(&server);
+    let mut plain = RawConn::connect_quiet(server.port());
     plain.send(b"SUB h 1\r\n");
     plain.expect_open();
     let mut publisher = RawConn::connect(server.port());
@@ -476,7 +469,7 @@ fn no_503_without_a_reply_subject_or_without_no_responders() {
 #[test]
 fn duplicate_sid_delivers_once() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB d 1\r\nSUB d 1\r\nPUB d 1\r\nx\r\n");
     conn.expect_msg("d", "1", None, b"x");
     conn.expect_open();
@@ -486,7 +479,7 @@ fn duplicate_sid_delivers_once() {
 fn unsub_max_counts_messages_already_delivered() {
     // spec/protocol.md §3: SUB, 1 msg, `UNSUB 1 2`, 3 publishes -> exactly 1 more delivered.
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB u 1\r\nPUB u 1\r\na\r\nUNSUB 1 2\r\n");
     conn.send(b"PUB u 1\r\nb\r\nPUB u 1\r\nc\r\nPUB u 1\r\nd\r\n");
     conn.expect_msg("u", "1", None, b"a");
@@ -497,7 +490,7 @@ fn unsub_max_counts_messages_already_delivered() {
 #[test]
 fn unsub_max_already_reached_removes_at_once() {
     let server = Server::start("");
-    let mut conn = quiet_conn(&server);
+    let mut conn = RawConn::connect_quiet(server.port());
     conn.send(b"SUB u 1\r\nPUB u 1\r\na\r\nPUB u 1\r\nb\r\nUNSUB 1 1\r\nPUB u 1\r\nc\r\n");
     conn.expect_msg("u", "1", None, b"a");
     conn.expect_msg("u", "1", None, b"b");
@@ -526,7 +519,7 @@ fn echo_false_suppresses_own_messages_only() {
     quiet.send_connect(r#"{"verbose":false,"pedantic":false,"echo":false}"#);
     quiet.send(b"SUB e 1\r\n");
     quiet.expect_open();
-    let mut other = quiet_conn(&server);
+    let mut other = RawConn::connect_quiet(server.port());
     other.send(b"SUB e 2\r\n");
     other.expect_open();
 

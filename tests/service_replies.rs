@@ -52,10 +52,7 @@ fn start() -> Server {
 }
 
 fn login(server: &Server, user: &str) -> RawConn {
-    let mut conn = RawConn::connect(server.port());
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{user}pw"}}"#
-    ));
+    let mut conn = RawConn::connect_as(server.port(), user, &format!("{user}pw"));
     conn.expect_open();
     conn
 }
@@ -73,20 +70,6 @@ fn login_on_shard(server: &Server, user: &str, shard: u64) -> RawConn {
 
 fn shard_of(conn: &RawConn) -> u64 {
     conn.client_id() % SHARDS
-}
-
-/// Subscribes and waits until every shard sees it.
-fn subscribe(conn: &mut RawConn, subject: &str, sid: &str) {
-    conn.send(format!("SUB {subject} {sid}\r\n").as_bytes());
-    let early = conn.ping_pong();
-    assert!(early.is_empty(), "lines before PONG: {early:?}");
-}
-
-#[track_caller]
-fn assert_nothing_more(conn: &mut RawConn, what: &str) {
-    let lines = conn.ping_pong();
-    let got: Vec<String> = lines.iter().map(|l| l.escape_ascii().to_string()).collect();
-    assert!(got.is_empty(), "{what}: {got:?}");
 }
 
 fn publish(conn: &mut RawConn, subject: &str, payload: &str) {
@@ -136,10 +119,10 @@ fn msgs_until_end(conn: &mut RawConn) -> Vec<(String, String)> {
 fn check_singleton(responder_shard_differs: bool) {
     let server = start();
     let mut a = login(&server, "a");
-    subscribe(&mut a, "_INBOX.req1.*", "1");
+    a.subscribe_synced("_INBOX.req1.*", "1");
     let b_shard = (shard_of(&a) + u64::from(responder_shard_differs)) % SHARDS;
     let mut b = login_on_shard(&server, "b", b_shard);
-    subscribe(&mut b, "svc.>", "1");
+    b.subscribe_synced("svc.>", "1");
     let mut c = login_on_shard(&server, "c", shard_of(&a));
     let mut a2 = login_on_shard(&server, "a", shard_of(&a));
     let reply = request(&mut a, &mut b, "svc.q", "_INBOX.req1.one111");
@@ -158,7 +141,7 @@ fn check_singleton(responder_shard_differs: bool) {
         .map(|(s, p)| (s.to_owned(), p.to_owned()));
     assert_eq!(msgs_until_end(&mut a), want);
     assert_ne!(reply, marker, "two requests share a reply subject");
-    assert_nothing_more(&mut a, "after the marker");
+    a.expect_nothing_more("after the marker");
     assert_opaque(&reply, "_INBOX.req1.one111");
 }
 
@@ -177,11 +160,11 @@ fn singleton_reply_is_delivered_once_responder_on_other_shard() {
 fn check_stream(responder_shard_differs: bool) {
     let server = start();
     let mut a = login(&server, "a");
-    subscribe(&mut a, "_INBOX.st.*", "1");
+    a.subscribe_synced("_INBOX.st.*", "1");
     let b_shard = (shard_of(&a) + u64::from(responder_shard_differs)) % SHARDS;
     let mut b = login_on_shard(&server, "b", b_shard);
-    subscribe(&mut b, "st.>", "1");
-    subscribe(&mut b, "svc.>", "2");
+    b.subscribe_synced("st.>", "1");
+    b.subscribe_synced("svc.>", "2");
     let mut c = login_on_shard(&server, "c", shard_of(&a));
     let reply = request(&mut a, &mut b, "st.q", "_INBOX.st.stream1");
     publish(&mut b, &reply, "S1");
@@ -194,7 +177,7 @@ fn check_stream(responder_shard_differs: bool) {
     a.expect_msg("_INBOX.st.stream1", "1", None, b"S1");
     a.expect_msg("_INBOX.st.stream1", "1", None, b"S2");
     a.expect_msg("_INBOX.st.stream1", "1", None, b"S3");
-    assert_nothing_more(&mut a, "C's publish reached the stream");
+    a.expect_nothing_more("C's publish reached the stream");
     publish(&mut b, &reply, "");
     publish(&mut b, &reply, "S4");
     let marker = request(&mut a, &mut b, "svc.q", "_INBOX.st.marker");
@@ -202,7 +185,7 @@ fn check_stream(responder_shard_differs: bool) {
     b.expect_open();
     a.expect_msg("_INBOX.st.stream1", "1", None, b"");
     a.expect_msg("_INBOX.st.marker", "1", None, b"end");
-    assert_nothing_more(&mut a, "after the end of the stream");
+    a.expect_nothing_more("after the end of the stream");
     assert_opaque(&reply, "_INBOX.st.stream1");
 }
 
@@ -224,7 +207,7 @@ fn pending_reply_follows_its_account_across_a_reload_that_reorders_accounts() {
     let mut a_old = login(&server, "a");
     let mut x_old = login(&server, "x");
     let mut b = login(&server, "b");
-    subscribe(&mut b, "svc.>", "1");
+    b.subscribe_synced("svc.>", "1");
     let reply = request(&mut a_old, &mut b, "svc.q", "_INBOX.rl.reload1");
     server.reload(&accounts_conf("A", "X"), TIMEOUT);
     // Users whose account changed number are closed (as moved): proof both shards reloaded.
@@ -232,12 +215,12 @@ fn pending_reply_follows_its_account_across_a_reload_that_reorders_accounts() {
     x_old.expect_closed();
     b.expect_open();
     let mut x = login(&server, "x");
-    subscribe(&mut x, "_INBOX.rl.*", "1");
+    x.subscribe_synced("_INBOX.rl.*", "1");
     let mut a = login(&server, "a");
-    subscribe(&mut a, "_INBOX.rl.*", "1");
+    a.subscribe_synced("_INBOX.rl.*", "1");
     publish(&mut b, &reply, "R1");
     b.expect_open();
     a.expect_msg("_INBOX.rl.reload1", "1", None, b"R1");
-    assert_nothing_more(&mut x, "the reply went to the account with A's old number");
+    x.expect_nothing_more("the reply went to the account with A's old number");
     assert_opaque(&reply, "_INBOX.rl.reload1");
 }

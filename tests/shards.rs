@@ -22,7 +22,6 @@ use std::collections::HashSet;
 use common::{Launch, RawConn, Server};
 
 const SHARDS: usize = 2;
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 /// Connections opened at most while looking for one on each shard.
 const ATTEMPTS_MAX: usize = 64;
 
@@ -32,12 +31,6 @@ fn start_sharded() -> Option<Server> {
         .shards(SHARDS)
         .start()
         .ringnats_only("shards.rs")
-}
-
-fn quiet_conn(server: &Server) -> RawConn {
-    let mut conn = RawConn::connect(server.port());
-    conn.send_connect(QUIET);
-    conn
 }
 
 fn shard_of(conn: &RawConn) -> usize {
@@ -51,7 +44,7 @@ fn conns_by_shard(server: &Server, per_shard: usize) -> Vec<Vec<RawConn>> {
         if by_shard.iter().all(|conns| conns.len() >= per_shard) {
             return by_shard;
         }
-        let conn = quiet_conn(server);
+        let conn = RawConn::connect_quiet(server.port());
         let shard = shard_of(&conn);
         if by_shard[shard].len() < per_shard {
             by_shard[shard].push(conn);
@@ -162,7 +155,7 @@ fn many_connections_on_all_shards_receive_everything() {
         if conns.len() >= CLIENTS && shards_used.len() == SHARDS {
             break;
         }
-        conns.push(quiet_conn(&server));
+        conns.push(RawConn::connect_quiet(server.port()));
     }
     let shards_used: HashSet<usize> = conns.iter().map(shard_of).collect();
     assert_eq!(

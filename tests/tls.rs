@@ -24,10 +24,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::tls_client::{Admission, Pki, TlsRawConn, admission, connect_read_info};
-use common::{Launch, Nats, RawConn, Server, next_msg, start_nats_server, wait_for_route};
+use common::{Launch, Nats, QUIET, RawConn, Server, next_msg, start_nats_server, wait_for_route};
 use futures::StreamExt;
-
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 
 fn info_json(line: &[u8]) -> serde_json::Value {
     serde_json::from_slice(line.strip_prefix(b"INFO ").expect("INFO prefix")).expect("INFO JSON")

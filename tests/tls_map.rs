@@ -16,10 +16,8 @@
 mod common;
 
 use common::tls_client::{Admission, Pki, TlsRawConn, admission};
-use common::{Nats, Server, next_msg, start_nats_server};
+use common::{Nats, QUIET, Server, next_msg, start_nats_server};
 use ringnats::tls::test_pki::TestCert;
-
-const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
 
 /// The users of auth.md §7, each allowed to publish under its own prefix only.
 const USERS: &str = r#"

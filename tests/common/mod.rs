@@ -585,6 +585,47 @@ impl RawConn {
     }
 }
 
+// ---- Clients past CONNECT: the setup most tests share --------------------------------------
+
+/// The CONNECT fields of a quiet client: no `+OK` after each op, no pedantic checks.
+pub const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
+
+impl RawConn {
+    /// Connects and sends a quiet `CONNECT` (nothing awaited: the caller's next op follows).
+    pub fn connect_quiet(port: u16) -> RawConn {
+        let mut conn = RawConn::connect(port);
+        conn.send_connect(QUIET);
+        conn
+    }
+
+    /// Connects and sends a quiet `CONNECT` as `user` with `pass`; nothing is awaited, so the
+    /// caller reads the answer (`expect_open` for one that must get in).
+    pub fn connect_as(port: u16, user: &str, pass: &str) -> RawConn {
+        let mut conn = RawConn::connect(port);
+        conn.send_connect(&format!(
+            r#"{{"verbose":false,"pedantic":false,"user":"{user}","pass":"{pass}"}}"#
+        ));
+        conn
+    }
+
+    /// `SUB subject sid`, then a PING: returns once the server has applied it (on every
+    /// shard), asserting nothing arrived before the PONG.
+    #[track_caller]
+    pub fn subscribe_synced(&mut self, subject: &str, sid: &str) {
+        self.send(format!("SUB {subject} {sid}\r\n").as_bytes());
+        let early = self.ping_pong();
+        assert!(early.is_empty(), "lines before PONG: {early:?}");
+    }
+
+    /// Asserts nothing is queued for this client: the line after a PING is the PONG.
+    #[track_caller]
+    pub fn expect_nothing_more(&mut self, what: &str) {
+        let lines = self.ping_pong();
+        let shown: Vec<String> = lines.iter().map(|l| show(l)).collect();
+        assert!(lines.is_empty(), "{what}: {shown:?}");
+    }
+}
+
 // ---- TLS and refusals ----------------------------------------------------------------------
 
 /// A raw TLS client (plaintext INFO, then a rustls handshake).
