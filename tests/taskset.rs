@@ -1,11 +1,11 @@
-//! Shard count from the CPU affinity mask: `taskset -c 0 ringnats` runs one shard, and
+//! Shard count from the CPU affinity mask: `taskset -c <cpu> ringnats` runs one shard, and
 //! `--shards 2` overrides the mask (two shards on the one allowed CPU).
 //!
-//! Each test starts the real binary under `taskset` (skipped when `taskset` is not installed or
-//! the machine lets it set no mask) on a fresh 127.0.0.1 port and reads the start-up line
-//! `Shards:   N`; clients are checked to work, and with two shards the INFO `client_id`s of a
-//! few connections must cover both shards (`client_id % 2`). Guards `pin::allowed_cpus` and the
-//! `--shards` default.
+//! Each test starts the real binary under `taskset`, pinned to the first CPU this process may
+//! use (skipped when `taskset` is not installed or cannot pin; a failure under CI) on a fresh
+//! 127.0.0.1 port and reads the start-up line `Shards:   N`; clients are checked to work, and
+//! with two shards the INFO `client_id`s of a few connections must cover both shards
+//! (`client_id % 2`). Guards `pin::allowed_cpus` and the `--shards` default.
 
 mod common;
 
@@ -16,20 +16,34 @@ use common::{Launch, RawConn};
 
 const WITHIN: Duration = Duration::from_secs(5);
 
-/// ringnats under `taskset -c 0` (with `shards` if given, else the CPU mask decides), or
-/// `None` (with a note) when `taskset` is missing or the machine lets it set no mask.
-fn on_cpu0(shards: Option<usize>) -> Option<Launch> {
+/// The first CPU this process may run on (a container need not allow CPU 0).
+fn first_allowed_cpu() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    let first = list.trim().split([',', '-']).next().unwrap_or_default();
+    assert!(!first.is_empty(), "no allowed CPU in {list:?}");
+    first.to_owned()
+}
+
+/// ringnats under `taskset -c <one allowed CPU>` (with `shards` if given, else the CPU mask
+/// decides), or `None` when `taskset` is missing or cannot pin (`skip_or_fail`: a failure
+/// under CI).
+fn on_one_cpu(shards: Option<usize>) -> Option<Launch> {
+    let cpu = first_allowed_cpu();
     let works = Command::new("taskset")
-        .args(["-c", "0", "true"])
+        .args(["-c", &cpu, "true"])
         .status()
         .is_ok_and(|s| s.success());
     if !works {
-        eprintln!("skipped: taskset missing or unable to pin to CPU 0");
+        common::skip_or_fail(&format!("taskset missing or unable to pin to CPU {cpu}"));
         return None;
     }
     let launch = Launch::ringnats()
         .no_shards()
-        .wrapped_in(&["taskset", "-c", "0"]);
+        .wrapped_in(&["taskset", "-c", &cpu]);
     Some(match shards {
         Some(n) => launch.shards(n),
         None => launch,
@@ -49,7 +63,9 @@ fn client_ids(port: u16, count: usize) -> Vec<u64> {
 
 #[test]
 fn one_allowed_cpu_means_one_shard() {
-    let Some(launch) = on_cpu0(None) else { return };
+    let Some(launch) = on_one_cpu(None) else {
+        return;
+    };
     let server = launch.start();
     let output = server.wait_output("Server is ready", WITHIN);
     assert!(output.contains("[INF]   Shards:   1\n"), "{output}");
@@ -58,7 +74,7 @@ fn one_allowed_cpu_means_one_shard() {
 
 #[test]
 fn shards_flag_overrides_the_affinity_mask() {
-    let Some(launch) = on_cpu0(Some(2)) else {
+    let Some(launch) = on_one_cpu(Some(2)) else {
         return;
     };
     let server = launch.start();
