@@ -14,16 +14,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Nats, RawConn, Server, TIMEOUT, ringnats_bin, run_to_exit, scratch_dir};
+use common::{Launch, Nats, RawConn, Server, TIMEOUT, scratch_dir};
 use nkeys::KeyPair;
 
 /// Runs `ringnats <args>` and returns its standard output, trimmed.
 fn ringnats(args: &[&str]) -> String {
-    let out = run_to_exit(Command::new(ringnats_bin()).args(args), b"", TIMEOUT);
+    let out = Launch::ringnats().run(args, b"");
     assert!(out.status.success(), "ringnats {args:?}: {}", out.stderr);
     out.stdout.trim().to_string()
 }
