@@ -277,19 +277,16 @@ impl Launch {
     /// "address already in use"), starts again on another.
     #[track_caller]
     pub fn start(&self) -> Server {
+        let listen = matches!(self.config, Config::Listen(_));
+        assert!(
+            listen || self.port.is_some(),
+            "start waits on the client port: give `port` with this config, or `spawn`"
+        );
         // Another try moves to another port and a fresh directory: only when both are ours.
-        let retry = self.port.is_none() && self.dir.is_none();
-        let attempts = if retry && matches!(self.config, Config::Listen(_)) {
-            PORT_ATTEMPTS
-        } else {
-            1
-        };
+        let retry = listen && self.port.is_none() && self.dir.is_none();
+        let attempts = if retry { PORT_ATTEMPTS } else { 1 };
         for attempt in 1..=attempts {
             let mut server = self.spawn();
-            assert!(
-                server.port.is_some(),
-                "start waits on the client port: give `port` with this config"
-            );
             if attempt < attempts && server.port_taken() {
                 continue;
             }
