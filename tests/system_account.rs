@@ -12,7 +12,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{BrokerBin, Daemon, RawConn, RawMsg};
+use common::{Launch, RawConn, RawMsg, Server};
 
 const SYS_CONFIG: &str = r#"
 server_name: ref
@@ -96,8 +96,8 @@ fn assert_shape(ours: &Value, reference: &Value, ignore: &[&str], at: &str) {
     }
 }
 
-fn start() -> Daemon {
-    BrokerBin::ringnats(2).start(SYS_CONFIG, &[])
+fn start() -> Server {
+    Launch::ringnats().config(SYS_CONFIG).start()
 }
 
 #[test]
@@ -286,8 +286,8 @@ fn assert_no_reply_before_the_next(conn: &mut RawConn, probe: &str) {
 
 /// In another account `$SYS.>` is that account's own namespace: no advisories reach it, and
 /// only the requests nats-server imports into every account are answered, about that account.
-fn sys_closed_to_other_accounts(broker: &BrokerBin) {
-    let server = broker.start(SYS_CONFIG, &[]);
+fn sys_closed_to_other_accounts(broker: &Launch) {
+    let server = broker.config(SYS_CONFIG).start();
     let mut a = login(server.port(), "a", "pw");
     a.send(b"SUB $SYS.> 1\r\nSUB _INBOX.r 9\r\n");
     a.ping_pong();
@@ -317,12 +317,12 @@ fn sys_closed_to_other_accounts(broker: &BrokerBin) {
 
 #[test]
 fn sys_is_closed_to_other_accounts() {
-    sys_closed_to_other_accounts(&BrokerBin::ringnats(2));
+    sys_closed_to_other_accounts(&Launch::ringnats());
 }
 
 #[test]
 fn sys_is_closed_to_other_accounts_nats_server() {
-    if let Some(nats_server) = BrokerBin::nats_server() {
+    if let Some(nats_server) = Launch::nats_server() {
         sys_closed_to_other_accounts(&nats_server);
     }
 }
