@@ -15,8 +15,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Launch, Nats, RawConn, Server, TIMEOUT, scratch_dir};
 use nkeys::KeyPair;
 
@@ -201,42 +199,9 @@ impl Drop for Setup {
     }
 }
 
-/// Connects raw, signs the INFO nonce with `signer` and sends CONNECT with `jwt`.
-fn raw_login(server: &Server, jwt: &str, signer: &KeyPair) -> RawConn {
-    let mut conn = RawConn::connect(server.port());
-    let nonce = conn.info()["nonce"]
-        .as_str()
-        .expect("nonce in INFO")
-        .to_string();
-    let sig = URL_SAFE_NO_PAD.encode(signer.sign(nonce.as_bytes()).expect("sign"));
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"protocol":1,"jwt":"{jwt}","sig":"{sig}"}}"#
-    ));
-    conn
-}
-
-/// Asserts the login worked: a PING gets its PONG, with at most an INFO (a lowered
-/// `max_payload`) before it.
-#[track_caller]
-fn expect_logged_in(mut conn: RawConn) -> RawConn {
-    let lines = conn.ping_pong();
-    assert!(
-        lines.iter().all(|l| l.starts_with(b"INFO ")),
-        "{:?}",
-        lines
-            .iter()
-            .map(|l| String::from_utf8_lossy(l))
-            .collect::<Vec<_>>()
-    );
-    conn
-}
-
 #[track_caller]
 fn assert_refused(server: &Server, jwt: &str, signer: &KeyPair) {
-    let mut conn = raw_login(server, jwt, signer);
-    conn.send(b"PING\r\n");
-    conn.expect_err("Authorization Violation");
-    conn.expect_closed();
+    RawConn::connect_jwt(server.port(), jwt, signer).expect_refused();
 }
 
 async fn connect_creds(server: &Server, creds: &Path) -> Nats {
@@ -318,7 +283,7 @@ fn scoped_signing_key_applies_its_template() {
         &setup.account_signer,
         &["--issuer-account", &acc, "--scoped"],
     );
-    let mut conn = raw_login(&server, &token, &user.pair);
+    let mut conn = RawConn::connect_jwt(server.port(), &token, &user.pair);
     conn.send(b"PUB scoped.u 1\r\nx\r\nPUB other 1\r\nx\r\nPING\r\n");
     conn.expect_err("Permissions Violation for Publish to \"other\"");
     conn.expect_line(b"PONG");
@@ -365,7 +330,7 @@ fn bad_chains_get_authorization_violation() {
     conn.expect_err("Authorization Violation");
     // The src that matches is fine.
     let (user, jwt) = setup.user(&setup.account, &["--src", "127.0.0.0/8"]);
-    expect_logged_in(raw_login(&server, &jwt, &user.pair));
+    RawConn::connect_jwt(server.port(), &jwt, &user.pair).expect_logged_in();
 }
 
 #[test]
@@ -384,7 +349,7 @@ fn revoked_users_are_refused() {
         assert_refused(&server, &jwt, &user.pair);
     } else {
         // The user was issued a second later: not revoked, so it must log in.
-        expect_logged_in(raw_login(&server, &jwt, &user.pair));
+        RawConn::connect_jwt(server.port(), &jwt, &user.pair).expect_logged_in();
     }
     // A user issued well before the revocation is always revoked.
     let (data, claims) = ringnats::auth::jwt::decode_user(&jwt).expect("user");
@@ -405,7 +370,7 @@ fn account_payload_and_user_subs_limits() {
     let setup = Setup::new(&["--payload", "100"]);
     let server = setup.start();
     let (user, jwt) = setup.user(&setup.account, &["--subs", "1"]);
-    let mut conn = raw_login(&server, &jwt, &user.pair);
+    let mut conn = RawConn::connect_jwt(server.port(), &jwt, &user.pair);
     // A new INFO advertises the account's payload limit.
     let lines = conn.ping_pong();
     let lines = if lines.is_empty() {
@@ -432,7 +397,7 @@ fn expiry_closes_a_live_connection() {
     let setup = Setup::new(&[]);
     let server = setup.start();
     let (user, jwt) = setup.user(&setup.account, &["--expires-in", "2"]);
-    let mut conn = expect_logged_in(raw_login(&server, &jwt, &user.pair));
+    let mut conn = RawConn::connect_jwt(server.port(), &jwt, &user.pair).expect_logged_in();
     // Closed within the harness deadline (5 s) of a 2 s expiry.
     conn.expect_err("User Authentication Expired");
     conn.expect_closed();
@@ -454,7 +419,7 @@ fn vector_jwts_are_accepted() {
     );
     let server = Server::start(&config);
     let u1 = KeyPair::from_seed(&s("u1_seed")).expect("seed");
-    let mut conn = raw_login(&server, &s("u1_jwt"), &u1);
+    let mut conn = RawConn::connect_jwt(server.port(), &s("u1_jwt"), &u1);
     conn.send(b"PUB a.ok 0\r\n\r\nPUB b.no 0\r\n\r\n");
     let lines = conn.ping_pong();
     assert!(
@@ -464,7 +429,7 @@ fn vector_jwts_are_accepted() {
         "{lines:?}"
     );
     let u2 = KeyPair::from_seed(&s("u2_seed")).expect("seed");
-    expect_logged_in(raw_login(&server, &s("u2_jwt"), &u2));
+    RawConn::connect_jwt(server.port(), &s("u2_jwt"), &u2).expect_logged_in();
     assert_refused(&server, &s("u2_noissuer_jwt"), &u2);
     // u3 expired in 2026-11 (its exp is the vectors' iat).
     let u3 = KeyPair::from_seed(&s("u3_seed")).expect("seed");
@@ -477,7 +442,7 @@ fn vector_jwts_are_accepted() {
         r#"{{"verbose":false,"protocol":1,"jwt":"{}"}}"#,
         s("u5_jwt")
     ));
-    expect_logged_in(conn);
+    conn.expect_logged_in();
 }
 
 #[test]
@@ -485,8 +450,8 @@ fn account_connection_limit() {
     let setup = Setup::new(&["--conn", "1"]);
     let server = setup.start();
     let (user, jwt) = setup.user(&setup.account, &[]);
-    let first = expect_logged_in(raw_login(&server, &jwt, &user.pair));
-    let mut second = raw_login(&server, &jwt, &user.pair);
+    let first = RawConn::connect_jwt(server.port(), &jwt, &user.pair).expect_logged_in();
+    let mut second = RawConn::connect_jwt(server.port(), &jwt, &user.pair);
     second.send(b"PING\r\n");
     second.expect_err("maximum account active connections exceeded");
     second.expect_closed();
@@ -495,7 +460,7 @@ fn account_connection_limit() {
     drop(first);
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let mut conn = raw_login(&server, &jwt, &user.pair);
+        let mut conn = RawConn::connect_jwt(server.port(), &jwt, &user.pair);
         conn.send(b"PING\r\n");
         let logged_in = loop {
             match conn.try_read_line(deadline) {

@@ -617,6 +617,42 @@ impl RawConn {
         assert!(early.is_empty(), "lines before PONG: {early:?}");
     }
 
+    /// Connects, signs the INFO nonce with `signer` (base64url, no padding) and sends a quiet
+    /// `CONNECT` with `jwt` and the signature; nothing is awaited.
+    pub fn connect_jwt(port: u16, jwt: &str, signer: &nkeys::KeyPair) -> RawConn {
+        use base64::Engine;
+        let mut conn = RawConn::connect(port);
+        let nonce = conn.info()["nonce"]
+            .as_str()
+            .expect("nonce in INFO")
+            .to_string();
+        let sig = signer.sign(nonce.as_bytes()).expect("sign the nonce");
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
+        conn.send_connect(&format!(
+            r#"{{"verbose":false,"pedantic":false,"protocol":1,"jwt":"{jwt}","sig":"{sig}"}}"#
+        ));
+        conn
+    }
+
+    /// Asserts the login worked: a PING gets its PONG, with at most INFO lines (a lowered
+    /// `max_payload`) before it. Returns the connection.
+    #[track_caller]
+    pub fn expect_logged_in(mut self) -> RawConn {
+        let lines = self.ping_pong();
+        let shown: Vec<String> = lines.iter().map(|l| show(l)).collect();
+        assert!(lines.iter().all(|l| l.starts_with(b"INFO ")), "{shown:?}");
+        self
+    }
+
+    /// Asserts the login was refused: a PING gets `-ERR 'Authorization Violation'`, then the
+    /// server closes.
+    #[track_caller]
+    pub fn expect_refused(&mut self) {
+        self.send(b"PING\r\n");
+        self.expect_err("Authorization Violation");
+        self.expect_closed();
+    }
+
     /// Asserts nothing is queued for this client: the line after a PING is the PONG.
     #[track_caller]
     pub fn expect_nothing_more(&mut self, what: &str) {
