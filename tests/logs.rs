@@ -21,8 +21,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{Launch, RawConn, Server, TIMEOUT};
 
 /// The identity every raw client here gives in CONNECT; nats-server shows it as
@@ -60,24 +58,6 @@ fn login(server: &Server, user: &str, pass: &str) -> RawConn {
     conn
 }
 
-/// Waits until the server's log holds a line containing `needle`; returns that line.
-#[track_caller]
-fn wait_line(server: &Server, needle: &str) -> String {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let log = server.output();
-        if let Some(line) = log.lines().find(|line| line.contains(needle)) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needle:?} after {TIMEOUT:?}:\n{log}"
-        );
-        // The log is written by another process; polling its file is the only way to see it.
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Asserts `line` is at `level` and ends with `prefix` + `words`.
 #[track_caller]
 fn assert_line(line: &str, level: &str, prefix: &str, words: &str) {
@@ -110,7 +90,7 @@ fn authentication_error_names_the_user_not_the_password() {
         r#"{{"verbose":false,"user":"a","pass":"wrong-staple",{CLIENT_FIELDS}}}"#
     ));
     conn.expect_err("Authorization Violation");
-    let line = wait_line(&server, "authentication error");
+    let line = server.wait_line("authentication error", TIMEOUT);
     assert_line(
         &line,
         "ERR",
@@ -127,7 +107,7 @@ fn publish_violation_names_user_and_subject() {
     let mut bob = login(&server, "bob", "bob-pass");
     bob.send(b"PUB denied.x 1\r\nx\r\n");
     bob.expect_err("Permissions Violation for Publish to \"denied.x\"");
-    let line = wait_line(&server, "Publish Violation");
+    let line = server.wait_line("Publish Violation", TIMEOUT);
     assert_line(
         &line,
         "ERR",
@@ -145,9 +125,9 @@ fn subscription_violation_names_subject_queue_and_sid() {
     bob.expect_err("Permissions Violation for Subscription to \"denied.y\"");
     bob.send(b"SUB denied.z q 8\r\n");
     bob.expect_err("Permissions Violation for Subscription to \"denied.z\" using queue \"q\"");
-    let plain = wait_line(
-        &server,
+    let plain = server.wait_line(
         "Subscription Violation - User \"bob\", Subject \"denied.y\"",
+        TIMEOUT,
     );
     assert_line(
         &plain,
@@ -155,7 +135,7 @@ fn subscription_violation_names_subject_queue_and_sid() {
         &prefix(&bob),
         "Subscription Violation - User \"bob\", Subject \"denied.y\", SID 7",
     );
-    let queue = wait_line(&server, "Subject \"denied.z\"");
+    let queue = server.wait_line("Subject \"denied.z\"", TIMEOUT);
     assert_line(
         &queue,
         "ERR",
@@ -172,7 +152,7 @@ fn parser_error_shows_an_excerpt_of_the_input() {
     conn.expect_open();
     conn.send(b"PUBX x 500\r\n");
     conn.expect_err("Unknown Protocol Operation");
-    let line = wait_line(&server, "Client parser ERROR");
+    let line = server.wait_line("Client parser ERROR", TIMEOUT);
     assert!(line.contains(" [ERR] "), "{line}");
     let start = line.find(&prefix(&conn)).expect("the client prefix");
     let words = &line[start + prefix(&conn).len()..];
@@ -189,7 +169,7 @@ fn oversized_payload_names_both_sizes() {
     let mut conn = login(&server, "a", "correct-horse");
     conn.send(b"PUB x 500\r\n");
     conn.expect_err("Maximum Payload Violation");
-    let line = wait_line(&server, "maximum payload exceeded");
+    let line = server.wait_line("maximum payload exceeded", TIMEOUT);
     assert_line(
         &line,
         "ERR",
@@ -205,7 +185,7 @@ fn a_client_error_is_logged() {
     conn.send_connect(&format!(r#"{{"verbose":false,{CLIENT_FIELDS}}}"#));
     conn.expect_open();
     conn.send(b"-ERR 'boom'\r\n");
-    let line = wait_line(&server, "Client Error");
+    let line = server.wait_line("Client Error", TIMEOUT);
     assert_line(&line, "ERR", &prefix(&conn), "Client Error 'boom'");
 }
 
@@ -237,7 +217,7 @@ fn a_slow_consumer_is_logged_with_its_name() {
         }
         publisher
     });
-    let line = wait_line(&server, "Slow Consumer Detected");
+    let line = server.wait_line("Slow Consumer Detected", TIMEOUT);
     assert!(line.contains(" [INF] "), "{line}");
     assert!(
         line.contains(&format!("{expected}Slow Consumer Detected: ")),
@@ -282,7 +262,7 @@ fn trace_has_nats_server_shape() {
         format!("{named}->> [PONG]"),
         format!("{named}->> [-ERR Unknown Protocol Operation]"),
     ];
-    wait_line(&server, &expected[expected.len() - 1]);
+    server.wait_line(&expected[expected.len() - 1], TIMEOUT);
     let log = server.output();
     for line in &expected {
         let found = log
@@ -309,8 +289,8 @@ fn no_secret_reaches_a_debug_trace_log() {
     let mut bob = login(&server, "bob", "bob-pass");
     bob.send(b"PUB denied.x 1\r\nx\r\n");
     bob.expect_err("Permissions Violation for Publish to \"denied.x\"");
-    wait_line(&server, "Publish Violation");
-    let line = wait_line(&server, "authentication error");
+    server.wait_line("Publish Violation", TIMEOUT);
+    let line = server.wait_line("authentication error", TIMEOUT);
     assert!(
         line.ends_with("authentication error - User \"a\""),
         "{line}"
@@ -319,7 +299,7 @@ fn no_secret_reaches_a_debug_trace_log() {
     for secret in secrets.iter().chain(&["bob-pass"]) {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
-    let trace = wait_line(&server, "<<- [CONNECT {\"verbose\":false,\"user\":\"a\"");
+    let trace = server.wait_line("<<- [CONNECT {\"verbose\":false,\"user\":\"a\"", TIMEOUT);
     assert!(
         trace.contains(
             r#""pass":"[REDACTED]","auth_token":"[REDACTED]","sig":"[REDACTED]","jwt":"[REDACTED]""#
@@ -344,7 +324,7 @@ fn repeated_violations_are_rate_limited() {
     bob.send(&burst);
     let replies = bob.ping_pong();
     assert_eq!(replies.len(), REPEATS, "one -ERR per denied PUB");
-    let summary = wait_line(&server, "\"Publish Violation\" lines suppressed");
+    let summary = server.wait_line("\"Publish Violation\" lines suppressed", TIMEOUT);
     assert!(summary.contains(" [WRN] "), "{summary}");
     let log = server.output();
     let logged = log.matches("Publish Violation - User").count();

@@ -490,6 +490,14 @@ impl Server {
         self.wait_output_count(needle, 1, within)
     }
 
+    /// Waits until a line of the output contains `needle`; returns the first such line.
+    #[track_caller]
+    pub fn wait_line(&self, needle: &str, within: Duration) -> String {
+        let output = self.wait_output(needle, within);
+        let line = output.lines().find(|line| line.contains(needle));
+        line.expect("a line holds the needle").to_owned()
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `HUP`, `USR1`) with kill(1).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
