@@ -18,7 +18,7 @@ use crate::blocking::BlockingPool;
 use crate::config::{ConfigError, ServerOptions};
 use crate::protocol::connect::ServerInfo;
 use crate::shard::mesh::{self, Waker};
-use crate::shard::{Limits, SHARDS_MAX, Shard, ShardId, pin};
+use crate::shard::{Driver, Limits, SHARDS_MAX, ShardId, pin};
 use crate::tls::TlsSettings;
 
 /// The version we report in INFO: the nats-server protocol level we implement. Clients gate
@@ -110,6 +110,55 @@ pub enum LameDuckPhase {
 }
 
 impl Shared {
+    /// The state shared by `shard_count` shards serving `opts` on `listen_addr` (which the
+    /// caller has bound; a simulator passes any address).
+    pub fn new(
+        opts: ServerOptions,
+        security: Security,
+        shard_count: usize,
+        listen_addr: SocketAddr,
+    ) -> Result<Arc<Shared>, StartError> {
+        let server_id = nkeys::KeyPair::new_server().public_key();
+        let pool = BlockingPool::new(BLOCKING_THREADS).map_err(StartError::Thread)?;
+        let snapshot = Snapshot {
+            opts: Arc::new(opts),
+            auth: Arc::new(security.auth),
+            tls: security.tls.map(Arc::new),
+        };
+        Ok(Arc::new(Shared {
+            shard_count,
+            server_id,
+            pool,
+            verified: Arc::new(crate::auth::VerifiedCache::new()),
+            replies: crate::account::ReplyMapper::default(),
+            monitor: crate::monitor::Monitoring::new(shard_count),
+            snapshot: Mutex::new(Arc::new(snapshot)),
+            opts_generation: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            listen_addr,
+            lame_duck: AtomicU8::new(LameDuckPhase::Off as u8),
+            lame_duck_shards_done: AtomicUsize::new(0),
+            lame_duck_finished: AtomicBool::new(false),
+        }))
+    }
+
+    /// Replaces the options and what was compiled from them (a reload); shards pick the new
+    /// generation up on their next turn.
+    pub fn replace_snapshot(&self, opts: ServerOptions, security: Security) {
+        // A user whose bcrypt hash changed (or went) proves the new one with bcrypt again.
+        self.verified.retain_hashes(security.auth.bcrypt_hashes());
+        let snapshot = Snapshot {
+            opts: Arc::new(opts),
+            auth: Arc::new(security.auth),
+            tls: security.tls.map(Arc::new),
+        };
+        let mut guard = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(snapshot);
+        drop(guard);
+        self.opts_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         // A poisoned lock means a shard panicked, which stops the process anyway; use the
         // last value either way.
@@ -313,29 +362,7 @@ impl Server {
             addr: format!("{}:{}", opts.host, opts.port),
             source,
         })?;
-        let server_id = nkeys::KeyPair::new_server().public_key();
-        let pool = BlockingPool::new(BLOCKING_THREADS).map_err(StartError::Thread)?;
-        let snapshot = Snapshot {
-            opts: Arc::new(opts),
-            auth: Arc::new(security.auth),
-            tls: security.tls.map(Arc::new),
-        };
-        let shared = Arc::new(Shared {
-            shard_count,
-            server_id,
-            pool,
-            verified: Arc::new(crate::auth::VerifiedCache::new()),
-            replies: crate::account::ReplyMapper::default(),
-            monitor: crate::monitor::Monitoring::new(shard_count),
-            snapshot: Mutex::new(Arc::new(snapshot)),
-            opts_generation: AtomicU64::new(0),
-            connections: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-            listen_addr,
-            lame_duck: AtomicU8::new(LameDuckPhase::Off as u8),
-            lame_duck_shards_done: AtomicUsize::new(0),
-            lame_duck_finished: AtomicBool::new(false),
-        });
+        let shared = Shared::new(opts, security, shard_count, listen_addr)?;
         let wakers: Vec<Arc<Waker>> = (0..shard_count)
             .map(|_| Waker::new())
             .collect::<Result<_, _>>()
@@ -404,23 +431,7 @@ impl Server {
 
     /// Replaces the options (SIGHUP); shards pick them up on their next tick.
     pub fn reload(&self, opts: ServerOptions, security: Security) {
-        // A user whose bcrypt hash changed (or went) proves the new one with bcrypt again.
-        self.shared
-            .verified
-            .retain_hashes(security.auth.bcrypt_hashes());
-        let snapshot = Snapshot {
-            opts: Arc::new(opts),
-            auth: Arc::new(security.auth),
-            tls: security.tls.map(Arc::new),
-        };
-        let mut guard = self
-            .shared
-            .snapshot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *guard = Arc::new(snapshot);
-        drop(guard);
-        self.shared.opts_generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.replace_snapshot(opts, security);
         // Shards check the generation every turn; wake them so it applies at once.
         for w in &self.wakers {
             w.wake_always();
@@ -521,7 +532,7 @@ fn run_shard(
         pin::pin_current(cpu, id.0);
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut shard = match Shard::new(id, shared.clone(), mesh, waker, listener) {
+        let mut shard = match Driver::new(id, shared.clone(), mesh, waker, listener) {
             Ok(shard) => shard,
             Err(err) => {
                 let _ = ready.send(Err(crate::shard::reactor::explain_setup_error(&err)));

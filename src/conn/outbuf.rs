@@ -162,6 +162,16 @@ impl OutBuf {
         self.sent = 0;
     }
 
+    /// The bytes of the send in flight that the kernel has not accepted yet, as far as the
+    /// region `start_send` or `complete` last returned reaches (empty when none is in flight).
+    pub fn in_flight(&self) -> &[u8] {
+        if self.send_started.is_none() {
+            return &[];
+        }
+        let rest = &self.inflight[self.sent..];
+        &rest[..rest.len().min(SEND_LEN_MAX)]
+    }
+
     fn region(&self) -> SendRegion {
         let rest = &self.inflight[self.sent..];
         let len = rest.len().min(SEND_LEN_MAX);

@@ -62,11 +62,8 @@ impl Shard {
         // Shutting the listening socket down takes it out of the port's reuseport group, so
         // new clients are refused (as nats-server closes its listener) instead of waiting in
         // a backlog nobody accepts from; the armed accept ends with an error.
-        // SAFETY: shutdown(2) on the listener descriptor this shard owns; no memory involved.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::shutdown(self.listener, libc::SHUT_RDWR);
-        }
+        self.actions
+            .push(crate::shard::Action::StopAccepting { leave_group: true });
         let snapshot = self.snapshot.clone();
         let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
         for slot in slots {

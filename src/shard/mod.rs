@@ -1,5 +1,13 @@
-//! A shard: one thread pinned to one core, with its own io_uring, listener, connections,
-//! subscriptions and subject indexes.
+//! A shard: one thread pinned to one core. `Shard` is its logic without I/O (connections,
+//! subscriptions, subject indexes, forwarding, stalls, the interest barrier); `Driver`
+//! (`driver.rs`) owns the io_uring, the listener and the sockets.
+//!
+//! The boundary: the driver turns completions into events (`on_accept`, `on_recv`, `on_send`,
+//! `on_hangup_poll`, then `end_turn` at `now`, which takes mesh batches, slow-check verdicts
+//! and timers), and the shard answers with `Action`s (arm or cancel a recv, send a region of
+//! a connection's out buffer, shut a socket down, close it) that the driver submits. The shard
+//! owns no ring and makes no system call on a socket, so a simulator can drive it
+//! (`tests/sim.rs`).
 //!
 //! Hot: `on_recv` → `process_input` → `on_pub` → `deliver` → `flush_dirty` runs per message.
 //! Cold: accept, CONNECT, SUB/UNSUB bookkeeping, timers, reload.
@@ -7,9 +15,8 @@
 //! and 3); every connection is owned by exactly one shard (2); a PING after a SUB is answered
 //! only once every peer has acknowledged the interest change (5).
 
-#![allow(unsafe_code)] // kernel-owned buffers: each use names its SAFETY argument.
-
 mod admission;
+pub mod driver;
 pub mod forward;
 mod lame_duck;
 pub mod mesh;
@@ -33,9 +40,9 @@ use crate::conn::{CloseReason, Conn, ConnState};
 use crate::protocol::{Op, ParserLimits, encode};
 use crate::server::Shared;
 use crate::subject::index::{Matches, SubjectIndex};
+pub use driver::Driver;
 use forward::Published;
 use mesh::{Mesh, ShardMsg, Waker};
-use reactor::{Completion, OpKind, Reactor};
 
 /// Identifies a shard; also its index in every per-shard vector.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, Hash, PartialOrd, Ord)]
@@ -48,9 +55,6 @@ pub struct SubKey(pub u32);
 /// Largest number of shards: forwarding keeps the set of target shards in a `u64` bitmask.
 pub const SHARDS_MAX: usize = 64;
 
-/// Number of provided receive buffers per shard, and their size.
-const RECV_BUFFERS: u16 = 256;
-const RECV_BUFFER_LEN: usize = 64 * 1024;
 /// A cross-shard batch is handed to the mesh once it reaches this size, even mid-turn.
 const FORWARD_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Period of the timer sweep (keepalive, deadlines, reload checks).
@@ -71,6 +75,39 @@ const MESH_DRAIN_MAX: usize = 1024;
 /// A turn that received at most this much is request/reply-like: the shard spins for the next
 /// message before sleeping (`Limits::busy_poll`). Bulk publishers' turns read far more.
 const LIGHT_TURN_BYTES: usize = 2048;
+
+/// What the shard asks its driver to do; drained once per turn (`Shard::take_actions`).
+#[derive(Clone, Copy, Debug)]
+pub enum Action {
+    /// Arm a recv on connection `slot`: multishot, or `once` (one buffer at most).
+    Recv { slot: u32, fd: RawFd, once: bool },
+    /// Cancel the connection's recv (reading is paused); its completion comes back cancelled.
+    CancelRecv { slot: u32 },
+    /// Watch (once) for the client hanging up while reading is paused.
+    PollHangup { slot: u32, fd: RawFd },
+    /// Send the connection's in-flight region (`Shard::send_region`); its out buffer keeps
+    /// those bytes unchanged until `on_send` reports the completion.
+    Send {
+        slot: u32,
+        fd: RawFd,
+        region: crate::conn::outbuf::SendRegion,
+    },
+    /// Shut the socket down (its armed recv ends), and cancel what is armed on it when
+    /// `cancel`.
+    Shutdown { slot: u32, fd: RawFd, cancel: bool },
+    /// Close the descriptor: the kernel holds nothing of the connection any more.
+    Close { fd: RawFd },
+    /// Stop accepting: cancel the armed accept (graceful stop), or also shut the listener
+    /// down (`leave_group`: lame-duck mode leaves the port's reuseport group).
+    StopAccepting { leave_group: bool },
+    /// Have the allocator give this thread's free pages back to the system (after a mass
+    /// disconnect).
+    TrimHeap,
+}
+
+/// Bytes in a socket's send queue that its peer has not acknowledged (the driver's
+/// `SIOCOUTQ`; a simulator's model of the socket).
+pub type SendQueueProbe = Box<dyn Fn(RawFd) -> u64>;
 
 /// A subscription on this shard.
 pub struct Subscription {
@@ -104,15 +141,15 @@ impl AccountIndex {
     }
 }
 
+/// The shard's logic: everything but the ring and the sockets (see the module doc).
 pub struct Shard {
     pub id: ShardId,
     shared: Arc<Shared>,
-    reactor: Reactor,
     mesh: Mesh,
     waker: Arc<Waker>,
-    /// The eventfd read target; the kernel writes here while a wake read is armed.
-    wake_buf: Box<u64>,
-    listener: RawFd,
+    /// I/O decided this turn, for the driver.
+    actions: Vec<Action>,
+    send_queue_len: SendQueueProbe,
     conns: Slab<Conn>,
     subs: Slab<Subscription>,
     accounts: Vec<AccountIndex>,
@@ -137,6 +174,8 @@ pub struct Shard {
     /// Per peer: the rest of a batch whose delivery stopped when the peer was put on hold,
     /// and where in it to go on.
     held_batches: Vec<Option<(Vec<u8>, usize)>>,
+    /// Peers `drain_mesh` takes from (a bit each; see `set_mesh_gate`).
+    mesh_gate: u64,
     /// Bytes received this turn (see `keep_spinning`).
     turn_recv_bytes: usize,
     /// Turns end without sleeping until then (see `keep_spinning`).
@@ -168,7 +207,6 @@ pub struct Shard {
     opts_generation: u64,
     next_cid: u64,
     rng: u64,
-    completions: Vec<Completion>,
     now: Instant,
     next_tick: Instant,
     next_stall_log: Instant,
@@ -202,30 +240,28 @@ pub struct Limits {
 }
 
 impl Shard {
-    /// Builds the shard's ring and arms its listener and wake-up. Runs on the shard's thread.
+    /// Builds the shard's state at `now`; `seed` starts its queue-member choice. Runs on the
+    /// shard's thread (or a simulator's).
     pub fn new(
         id: ShardId,
         shared: Arc<Shared>,
         mesh: Mesh,
         waker: Arc<Waker>,
-        listener: RawFd,
-    ) -> std::io::Result<Shard> {
-        let reactor = Reactor::new(RECV_BUFFERS, RECV_BUFFER_LEN)?;
+        send_queue_len: SendQueueProbe,
+        now: Instant,
+        seed: u64,
+    ) -> Shard {
         let (limits, opts_generation) = shared.limits();
         let snapshot = shared.snapshot();
         let (auth_results_tx, auth_results_rx) = std::sync::mpsc::channel();
-        let now = Instant::now();
         let peers = shared.shard_count;
-        let seed =
-            (now.elapsed().as_nanos() as u64) ^ (u64::from(id.0) << 32) ^ 0x9e37_79b9_7f4a_7c15;
         let mut shard = Shard {
             id,
             shared,
-            reactor,
             mesh,
             waker,
-            wake_buf: Box::new(0),
-            listener,
+            actions: Vec::with_capacity(1024),
+            send_queue_len,
             conns: Slab::new(),
             subs: Slab::new(),
             accounts: vec![AccountIndex::new()],
@@ -238,6 +274,7 @@ impl Shard {
             forwarded_to: 0,
             held_peers: 0,
             held_batches: vec![None; peers],
+            mesh_gate: u64::MAX,
             turn_recv_bytes: 0,
             spin_until: now,
             expired: Vec::new(),
@@ -258,7 +295,6 @@ impl Shard {
             opts_generation,
             next_cid: 1,
             rng: seed | 1,
-            completions: Vec::with_capacity(1024),
             now,
             next_tick: now + TICK,
             next_stall_log: now,
@@ -271,78 +307,94 @@ impl Shard {
         };
         shard.monitor = monitor::ShardMonitor::new(shard.shared.take_monitor_queries(id), peers);
         shard.crosses_accounts = crosses_accounts(&shard.snapshot);
-        shard.reactor.push_accept(listener);
-        shard.arm_wake();
-        Ok(shard)
+        shard
     }
 
-    /// The event loop: one turn = reap completions, drain the mesh, run due timers, flush
-    /// output, then one `io_uring_enter` that submits and waits.
-    pub fn run(&mut self) -> std::io::Result<()> {
-        loop {
-            self.now = Instant::now();
-            self.turn_recv_bytes = 0;
-            self.reactor.reap(&mut self.completions);
-            let completions = std::mem::take(&mut self.completions);
-            for c in &completions {
-                self.on_completion(*c);
-            }
-            self.completions = completions;
-            self.reactor.publish_buffers();
-            self.drain_mesh();
-            self.drain_auth_results();
-            self.answer_monitor_queries();
-            self.check_reload();
-            if !self.stalled.is_empty() {
-                self.resume_stalled();
-            }
-            if self.now >= self.next_tick {
-                self.next_tick = self.now + TICK;
-                self.on_tick();
-                self.check_lame_duck();
-            }
-            self.flush_dirty();
-            let backlog = self.flush_mesh();
-            if self.is_finished() {
-                return Ok(());
-            }
-            let turn_end = Instant::now();
-            self.check_turn_budget(turn_end);
-            let timeout = if backlog {
-                Some(Duration::from_micros(50))
-            } else if !self.stalled.is_empty() || self.held_peers != 0 {
-                Some(STALL_POLL)
-            } else {
-                Some(self.next_tick.saturating_duration_since(turn_end))
-            };
-            if self.keep_spinning(turn_end, timeout) {
-                // Send this turn's output now and look for the next message awake: waking a
-                // sleeping thread costs more than a request/reply hop on loopback.
-                self.reactor.submit_nowait()?;
-                // Peers do not wake a shard that is not asleep: their rings are watched too.
-                let (mesh, held) = (&self.mesh, self.held_peers);
-                let budget = self.spin_until.saturating_duration_since(turn_end);
-                if !self.reactor.has_completions()
-                    && self
-                        .reactor
-                        .spin_for_work(budget, || mesh.has_incoming(held))
-                {
-                    self.reactor.submit_nowait()?;
-                }
-                continue;
-            }
-            self.waker.prepare_sleep();
-            let timeout = if self.mesh.has_incoming(self.held_peers) {
-                Some(Duration::ZERO)
-            } else {
-                timeout
-            };
-            self.reactor.submit_and_wait(timeout)?;
-            self.waker.awake();
+    /// The I/O decided since the last call, in order, for the driver to carry out.
+    pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    /// Starts a turn at `now`: the clock every event of this turn reads.
+    pub fn begin_turn(&mut self, now: Instant) {
+        self.now = now;
+        self.turn_recv_bytes = 0;
+    }
+
+    /// The rest of a turn, after the socket events: takes what peers sent and the slow-check
+    /// verdicts, answers monitoring, applies a reload, resumes stalled publishers, runs the
+    /// timers when due, starts the sends of every connection with output and hands the batches
+    /// to the mesh. Returns whether a mesh backlog remains (the driver then polls soon).
+    pub fn end_turn(&mut self) -> bool {
+        self.drain_mesh();
+        self.drain_auth_results();
+        self.answer_monitor_queries();
+        self.check_reload();
+        if !self.stalled.is_empty() {
+            self.resume_stalled();
+        }
+        if self.now >= self.next_tick {
+            self.next_tick = self.now + TICK;
+            self.on_tick();
+            self.check_lame_duck();
+        }
+        self.flush_dirty();
+        self.flush_mesh()
+    }
+
+    /// How long the driver may sleep after a turn that ended at `turn_end` (`backlog`: what
+    /// `end_turn` returned).
+    pub fn sleep_timeout(&self, turn_end: Instant, backlog: bool) -> Duration {
+        if backlog {
+            Duration::from_micros(50)
+        } else if !self.stalled.is_empty() || self.held_peers != 0 {
+            STALL_POLL
+        } else {
+            self.next_tick.saturating_duration_since(turn_end)
         }
     }
 
-    /// Whether to end this turn without sleeping. A turn that received a little (a request, a
+    /// Whether a peer this shard takes from (not on hold) has something queued for it.
+    pub fn has_mesh_input(&self) -> bool {
+        self.mesh.has_incoming(self.held_peers)
+    }
+
+    /// The bytes of connection `slot`'s send in flight (what an `Action::Send` for it
+    /// covers, less what was already written); empty when none is in flight or the slot is
+    /// free. A driver without a kernel (a simulator) copies the sent bytes from here.
+    pub fn in_flight(&self, slot: u32) -> &[u8] {
+        self.conns
+            .get(slot as usize)
+            .map_or(&[], |c| c.out.in_flight())
+    }
+
+    /// Why connection `slot` is closing, once it is (the reason stays until the slot is
+    /// released).
+    pub fn close_reason(&self, slot: u32) -> Option<CloseReason> {
+        self.conns.get(slot as usize).and_then(|c| c.close_reason)
+    }
+
+    /// Bytes connection `slot` holds in its buffers (read buffer capacity and output not yet
+    /// written), for bounds checks.
+    pub fn conn_buffered(&self, slot: u32) -> Option<(usize, usize)> {
+        let conn = self.conns.get(slot as usize)?;
+        Some((conn.rbuf.capacity(), conn.out.pending_bytes()))
+    }
+
+    /// Lets `end_turn` take mesh input only from the peers whose bit is set (all by default);
+    /// a simulator delays and reorders batches between different peers with it (those from
+    /// one peer stay in order).
+    pub fn set_mesh_gate(&mut self, peers: u64) {
+        self.mesh_gate = peers;
+    }
+
+    /// Whether this shard still accepts connections (it stops on shutdown and in lame-duck
+    /// mode).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting
+    }
+
+    /// Whether this turn ended without sleeping. A turn that received a little (a request, a
     /// reply, a CONNECT) starts a spin of `busy_poll`; turns go on without sleeping until it
     /// runs out. Bulk traffic, whose turns read kilobytes, never starts one.
     fn keep_spinning(&mut self, turn_end: Instant, timeout: Option<Duration>) -> bool {
@@ -365,49 +417,18 @@ impl Shard {
         }
     }
 
-    fn on_completion(&mut self, c: Completion) {
-        match c.kind {
-            OpKind::Accept => self.on_accept(c),
-            OpKind::Recv => self.on_recv(c),
-            OpKind::Send => self.on_send(c),
-            OpKind::Wake => self.arm_wake(),
-            OpKind::Cancel => {}
-            OpKind::Poll => self.on_hangup_poll(c),
-        }
-    }
-
-    fn arm_wake(&mut self) {
-        let buf: *mut u64 = &mut *self.wake_buf;
-        // SAFETY: `wake_buf` is boxed and lives as long as the shard, whose ring is dropped
-        // with it; only the kernel writes it while the read is armed.
-        unsafe { self.reactor.push_wake_read(self.waker.eventfd(), buf) };
-    }
-
     // ---- accept ------------------------------------------------------------------------
 
-    fn on_accept(&mut self, c: Completion) {
-        if !c.has_more() && self.accepting {
-            self.reactor.push_accept(self.listener);
-        }
-        if c.result < 0 {
-            let err = std::io::Error::from_raw_os_error(-c.result);
-            // A listener shut down for lame-duck mode ends its accept with an error too.
-            if c.result != -libc::ECANCELED && self.accepting {
-                tracing::warn!(shard = self.id.0, %err, "accept failed");
-            }
-            return;
-        }
-        let fd = c.result;
+    /// A client connected on socket `fd` from `peer`.
+    pub fn on_accept(&mut self, fd: RawFd, peer: SocketAddr) {
         if self.shutting_down.is_some() {
-            close_fd(fd);
+            self.actions.push(Action::Close { fd });
             return;
         }
-        self.accept_conn(fd);
+        self.accept_conn(fd, peer);
     }
 
-    fn accept_conn(&mut self, fd: RawFd) {
-        set_nodelay(fd);
-        let peer = peer_addr(fd).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    fn accept_conn(&mut self, fd: RawFd, peer: SocketAddr) {
         let cid = self.next_cid * self.shared.shard_count as u64 + u64::from(self.id.0);
         self.next_cid += 1;
         let limits = ParserLimits {
@@ -437,35 +458,26 @@ impl Shard {
 
     // ---- receive -----------------------------------------------------------------------
 
-    fn on_recv(&mut self, c: Completion) {
-        let slot = c.slot;
-        let more = c.has_more();
-        let buffer = c.buffer_id();
+    /// A recv on connection `slot` completed with `result` (bytes read, 0 at end of stream, or
+    /// a negative errno); `data` holds the bytes; `more`: a multishot recv stays armed.
+    pub fn on_recv(&mut self, slot: u32, result: i32, more: bool, data: &[u8]) {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
-            if let Some(id) = buffer {
-                self.reactor.reclaim(id);
-            }
             return;
         };
         if !more {
             conn.recv_armed = false;
         }
-        if c.result > 0 {
-            self.turn_recv_bytes += c.result as usize;
-            if let Some(id) = buffer {
-                // SAFETY: the buffer is ours until `reclaim` below; nothing reclaims it earlier.
-                let data = unsafe { self.reactor.buffer_detached(id, c.result as usize) };
+        if result > 0 {
+            self.turn_recv_bytes += result as usize;
+            if !data.is_empty() {
                 self.on_data(slot, data);
-                self.reactor.reclaim(id);
             }
-        } else if let Some(id) = buffer {
-            self.reactor.reclaim(id);
         }
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return;
         };
         let draining = matches!(conn.state, ConnState::Draining { .. });
-        match c.result {
+        match result {
             // A draining connection still owes its error line; the send decides its end.
             r if r <= 0 && draining && r != -libc::ENOBUFS => {}
             0 => self.close(slot, CloseReason::ClientClosed),
@@ -490,14 +502,17 @@ impl Shard {
     fn arm_recv(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         conn.recv_armed = true;
-        if conn.single_reads_left > 0 {
+        let once = if conn.single_reads_left > 0 {
             conn.single_reads_left -= 1;
-            self.reactor.push_recv_once(conn.fd, slot);
-        } else if conn.is_admitting() {
-            self.reactor.push_recv_once(conn.fd, slot);
+            true
         } else {
-            self.reactor.push_recv(conn.fd, slot);
-        }
+            conn.is_admitting()
+        };
+        self.actions.push(Action::Recv {
+            slot,
+            fd: conn.fd,
+            once,
+        });
     }
 
     /// Stops reading a connection whose input now waits (`Conn::input_waits`: a CONNECT
@@ -510,24 +525,23 @@ impl Shard {
         let conn = &mut self.conns[slot as usize];
         debug_assert!(conn.input_waits(), "pausing a connection whose input runs");
         if conn.recv_armed {
-            self.reactor.push_cancel_recv(slot);
+            self.actions.push(Action::CancelRecv { slot });
         }
         if conn.auth_pending && !conn.hangup_poll_armed && conn.is_open() {
             conn.hangup_poll_armed = true;
-            self.reactor.push_poll_hangup(conn.fd, slot);
+            self.actions.push(Action::PollHangup { slot, fd: conn.fd });
         }
     }
 
     /// The client of a paused connection hung up (or its socket failed). A connection whose
     /// CONNECT is still being checked is closed now, which drops its check; any other is left
     /// to its recv, which sees the end once reading resumes (its buffered ops still run).
-    fn on_hangup_poll(&mut self, c: Completion) {
-        let slot = c.slot;
+    pub fn on_hangup_poll(&mut self, slot: u32, result: i32) {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return;
         };
         conn.hangup_poll_armed = false;
-        if c.result > 0 && conn.is_open() && conn.auth_pending {
+        if result > 0 && conn.is_open() && conn.auth_pending {
             self.close(slot, CloseReason::ClientClosed);
         }
         self.maybe_release(slot);
@@ -1088,6 +1102,9 @@ impl Shard {
         }
         let peers: smallvec::SmallVec<[ShardId; 8]> = self.mesh.peers().collect();
         for peer in peers {
+            if self.mesh_gate & (1 << peer.0) == 0 {
+                continue;
+            }
             if self.held_peers & (1 << peer.0) == 0 {
                 if let Some((batch, at)) = self.held_batches[usize::from(peer.0)].take() {
                     self.run_batch(peer, batch, at);
@@ -1271,12 +1288,13 @@ impl Shard {
                 }
             }
             if let Some(region) = conn.out.start_send(self.now) {
-                // SAFETY: the region points into the connection's in-flight half, which
-                // `OutBuf` keeps unchanged until `on_send` handles the completion.
-                unsafe {
-                    self.reactor
-                        .push_send(conn.fd, slot, region.ptr, region.len)
-                };
+                // The region is the connection's in-flight half, which `OutBuf` keeps
+                // unchanged until `on_send` handles the completion.
+                self.actions.push(Action::Send {
+                    slot,
+                    fd: conn.fd,
+                    region,
+                });
             }
         }
         let mut dirty = dirty;
@@ -1286,14 +1304,14 @@ impl Shard {
         self.dirty = dirty;
     }
 
-    fn on_send(&mut self, c: Completion) {
-        let slot = c.slot;
+    /// A send on connection `slot` completed: `result` bytes written, or a negative errno.
+    pub fn on_send(&mut self, slot: u32, result: i32) {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        if c.result < 0 || conn.state == ConnState::Closing {
+        if result < 0 || conn.state == ConnState::Closing {
             conn.out.abort_send();
-            if c.result < 0 {
+            if result < 0 {
                 self.close(slot, CloseReason::WriteError);
             }
             self.maybe_release(slot);
@@ -1303,12 +1321,13 @@ impl Shard {
             // Plaintext queued while the send was in flight goes out sealed with the next one.
             let _ = conn.out.seal(|plain, sealed| tls.encrypt(plain, sealed));
         }
-        if let Some(region) = conn.out.complete(c.result as usize, self.now) {
-            // SAFETY: as in `flush_dirty`.
-            unsafe {
-                self.reactor
-                    .push_send(conn.fd, slot, region.ptr, region.len)
-            };
+        if let Some(region) = conn.out.complete(result as usize, self.now) {
+            // As in `flush_dirty`.
+            self.actions.push(Action::Send {
+                slot,
+                fd: conn.fd,
+                region,
+            });
         } else if let ConnState::Draining { .. } = conn.state {
             self.shutdown_socket(slot);
         }
@@ -1394,11 +1413,12 @@ impl Shard {
             return;
         }
         conn.state = ConnState::Closing;
-        // SAFETY-free: plain syscall on a descriptor we own; ends the armed recv with EOF.
-        shutdown_fd(conn.fd);
-        if conn.recv_armed || conn.hangup_poll_armed {
-            self.reactor.push_cancel_fd(conn.fd, slot);
-        }
+        // Ends the armed recv with EOF.
+        self.actions.push(Action::Shutdown {
+            slot,
+            fd: conn.fd,
+            cancel: conn.recv_armed || conn.hangup_poll_armed,
+        });
         self.maybe_release(slot);
     }
 
@@ -1410,12 +1430,13 @@ impl Shard {
         if conn.state != ConnState::Closing || conn.outstanding_ops() > 0 {
             return;
         }
-        close_fd(conn.fd);
+        self.actions.push(Action::Close { fd: conn.fd });
         conn.out.release();
         self.conns.remove(slot as usize);
     }
 
-    fn is_finished(&self) -> bool {
+    /// Whether a graceful stop is complete (every connection gone, or its grace ran out).
+    pub fn is_finished(&self) -> bool {
         match self.shutting_down {
             Some(deadline) => self.conns.is_empty() || self.now >= deadline,
             None => false,
@@ -1680,50 +1701,4 @@ fn reserve_for_pending_op(conn: &mut Conn) {
             conn.rbuf.reserve_exact(extra);
         }
     }
-}
-
-fn set_nodelay(fd: RawFd) {
-    let fd = BorrowedFdRef(fd);
-    let sock = socket2::SockRef::from(&fd);
-    let _ = sock.set_nodelay(true);
-}
-
-fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
-    let fd = BorrowedFdRef(fd);
-    let sock = socket2::SockRef::from(&fd);
-    sock.peer_addr().ok().and_then(|a| a.as_socket())
-}
-
-/// Lets socket2 borrow a raw descriptor the shard owns.
-struct BorrowedFdRef(RawFd);
-
-impl std::os::fd::AsFd for BorrowedFdRef {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        // SAFETY: the shard keeps the descriptor open for as long as the reference is used
-        // (the borrow ends within the calling function, before any close).
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) }
-    }
-}
-
-/// Bytes in the socket's send queue that its peer has not acknowledged (`SIOCOUTQ`); 0 when
-/// the descriptor is not a connected socket.
-fn send_queue_len(fd: RawFd) -> u64 {
-    let mut queued: libc::c_int = 0;
-    // SAFETY: plain ioctl on a descriptor the shard owns, writing one int we own.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
-    if rc == 0 {
-        u64::try_from(queued).unwrap_or(0)
-    } else {
-        0
-    }
-}
-
-fn shutdown_fd(fd: RawFd) {
-    // SAFETY: plain syscall on a descriptor the shard owns.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-}
-
-fn close_fd(fd: RawFd) {
-    // SAFETY: the shard owns the descriptor and no kernel operation refers to it any more.
-    unsafe { libc::close(fd) };
 }

@@ -16,6 +16,7 @@
 //! the pace of their other subscribers. A stall never ends on time alone while its subscriber
 //! drains: letting the publisher through then would fill a healthy subscriber past its limit.
 
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -53,20 +54,23 @@ const SINGLE_READS_AFTER_STALL: u8 = 64;
 /// waits in the socket's send queue. A send completes only once the socket has room for a
 /// good part of its buffer again, which behind megabytes of socket buffer can take a slow
 /// reader longer than a window; the send queue shrinks as soon as it reads.
-fn delivered(conn: &Conn) -> u64 {
-    conn.out
-        .written()
-        .saturating_sub(super::send_queue_len(conn.fd))
+fn delivered(conn: &Conn, queued: &dyn Fn(RawFd) -> u64) -> u64 {
+    conn.out.written().saturating_sub(queued(conn.fd))
 }
 
 /// The stall or hold on `StallOn::Subscriber` a subscriber starts now.
-fn stall_on_subscriber(conns: &Slab<Conn>, slot: u32, now: Instant) -> Stall {
+fn stall_on_subscriber(
+    conns: &Slab<Conn>,
+    slot: u32,
+    now: Instant,
+    queued: &dyn Fn(RawFd) -> u64,
+) -> Stall {
     let conn = &conns[slot as usize];
     Stall {
         on: StallOn::Subscriber {
             slot,
             cid: conn.cid,
-            delivered: delivered(conn),
+            delivered: delivered(conn, queued),
         },
         until: now + STALL_WINDOW,
     }
@@ -80,6 +84,7 @@ fn subscriber_stall_over(
     stall: &mut Stall,
     half: usize,
     now: Instant,
+    queued: &dyn Fn(RawFd) -> u64,
 ) -> bool {
     let StallOn::Subscriber {
         slot,
@@ -98,7 +103,7 @@ fn subscriber_stall_over(
     if now < stall.until {
         return false;
     }
-    let drained_to = delivered(conn);
+    let drained_to = delivered(conn, queued);
     if drained_to == *mark {
         conn.stuck_at = Some(conn.out.written());
         tracing::debug!(
@@ -130,7 +135,7 @@ impl Shard {
         let Some(consumer) = self.fullest_over_half(Some(slot)) else {
             return;
         };
-        let stall = stall_on_subscriber(&self.conns, consumer, self.now);
+        let stall = stall_on_subscriber(&self.conns, consumer, self.now, &*self.send_queue_len);
         self.stall(slot, stall.on, stall.until);
     }
 
@@ -203,8 +208,12 @@ impl Shard {
         let Some(consumer) = fullest else {
             return false;
         };
-        self.peer_holds[usize::from(from.0)] =
-            Some(stall_on_subscriber(&self.conns, consumer, self.now));
+        self.peer_holds[usize::from(from.0)] = Some(stall_on_subscriber(
+            &self.conns,
+            consumer,
+            self.now,
+            &*self.send_queue_len,
+        ));
         self.held_peers |= 1 << from.0;
         true
     }
@@ -217,7 +226,13 @@ impl Shard {
         for (peer, hold) in self.peer_holds.iter_mut().enumerate() {
             let Some(stall) = hold else { continue };
             let over = self.shutting_down.is_some()
-                || subscriber_stall_over(&mut self.conns, stall, half, self.now);
+                || subscriber_stall_over(
+                    &mut self.conns,
+                    stall,
+                    half,
+                    self.now,
+                    &*self.send_queue_len,
+                );
             if over {
                 *hold = None;
             } else {
@@ -242,7 +257,7 @@ impl Shard {
     /// Lets stalled publishers go once their subscriber drained, left or is stuck, or their
     /// peer caught up (or `PEER_STALL_MAX` passed).
     pub(super) fn resume_stalled(&mut self) {
-        let now = std::time::Instant::now();
+        let now = self.now;
         let mut stalled = std::mem::take(&mut self.stalled);
         let half = stall_threshold(self.limits.max_pending);
         let mut resumed = Vec::new();
@@ -255,9 +270,13 @@ impl Shard {
             };
             let over = !conn.is_open()
                 || match stall.on {
-                    StallOn::Subscriber { .. } => {
-                        subscriber_stall_over(&mut self.conns, &mut stall, half, now)
-                    }
+                    StallOn::Subscriber { .. } => subscriber_stall_over(
+                        &mut self.conns,
+                        &mut stall,
+                        half,
+                        now,
+                        &*self.send_queue_len,
+                    ),
                     StallOn::Peer(peer) => {
                         now >= stall.until || self.peer_queued_bytes(peer) <= half / 2
                     }
@@ -288,6 +307,9 @@ impl Shard {
 mod tests {
     use super::*;
     use crate::protocol::ParserLimits;
+
+    /// The test sockets hold nothing unacknowledged.
+    const NONE_QUEUED: fn(RawFd) -> u64 = |_| 0;
 
     fn subscriber(conns: &mut Slab<Conn>, now: Instant, pending: usize) -> u32 {
         let limits = ParserLimits {
@@ -322,15 +344,21 @@ mod tests {
         let half = 1000;
         let mut conns = Slab::new();
         let sub = subscriber(&mut conns, start, 3000);
-        let mut stall = stall_on_subscriber(&conns, sub, start);
-        assert!(!subscriber_stall_over(&mut conns, &mut stall, half, start));
+        let mut stall = stall_on_subscriber(&conns, sub, start, &NONE_QUEUED);
+        assert!(!subscriber_stall_over(
+            &mut conns,
+            &mut stall,
+            half,
+            start,
+            &NONE_QUEUED
+        ));
         // Drains a little each window, still over half: the publisher keeps waiting.
         let mut now = start;
         for _ in 0..3 {
             drain(&mut conns, sub, 100, now);
             now += STALL_WINDOW;
             assert!(
-                !subscriber_stall_over(&mut conns, &mut stall, half, now),
+                !subscriber_stall_over(&mut conns, &mut stall, half, now, &NONE_QUEUED),
                 "a draining subscriber is waited for"
             );
             assert_eq!(stall.until, now + STALL_WINDOW, "a new window began");
@@ -338,16 +366,34 @@ mod tests {
         assert!(!conns[sub as usize].is_stuck());
         // A whole window without a byte drained: stuck, the stall ends.
         now += STALL_WINDOW;
-        assert!(subscriber_stall_over(&mut conns, &mut stall, half, now));
+        assert!(subscriber_stall_over(
+            &mut conns,
+            &mut stall,
+            half,
+            now,
+            &NONE_QUEUED
+        ));
         assert!(conns[sub as usize].is_stuck());
         // It stalls no one now, even a stall begun later.
-        let mut later = stall_on_subscriber(&conns, sub, now);
-        assert!(subscriber_stall_over(&mut conns, &mut later, half, now));
+        let mut later = stall_on_subscriber(&conns, sub, now, &NONE_QUEUED);
+        assert!(subscriber_stall_over(
+            &mut conns,
+            &mut later,
+            half,
+            now,
+            &NONE_QUEUED
+        ));
         // Until it drains again.
         drain(&mut conns, sub, 100, now);
         assert!(!conns[sub as usize].is_stuck());
-        let mut again = stall_on_subscriber(&conns, sub, now);
-        assert!(!subscriber_stall_over(&mut conns, &mut again, half, now));
+        let mut again = stall_on_subscriber(&conns, sub, now, &NONE_QUEUED);
+        assert!(!subscriber_stall_over(
+            &mut conns,
+            &mut again,
+            half,
+            now,
+            &NONE_QUEUED
+        ));
     }
 
     #[test]
@@ -356,12 +402,24 @@ mod tests {
         let half = 1000;
         let mut conns = Slab::new();
         let sub = subscriber(&mut conns, now, 1500);
-        let mut stall = stall_on_subscriber(&conns, sub, now);
+        let mut stall = stall_on_subscriber(&conns, sub, now, &NONE_QUEUED);
         drain(&mut conns, sub, 600, now);
-        assert!(subscriber_stall_over(&mut conns, &mut stall, half, now));
+        assert!(subscriber_stall_over(
+            &mut conns,
+            &mut stall,
+            half,
+            now,
+            &NONE_QUEUED
+        ));
         let other = subscriber(&mut conns, now, 1500);
-        let mut stall = stall_on_subscriber(&conns, other, now);
+        let mut stall = stall_on_subscriber(&conns, other, now, &NONE_QUEUED);
         conns.remove(other as usize);
-        assert!(subscriber_stall_over(&mut conns, &mut stall, half, now));
+        assert!(subscriber_stall_over(
+            &mut conns,
+            &mut stall,
+            half,
+            now,
+            &NONE_QUEUED
+        ));
     }
 }

@@ -18,15 +18,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// mass disconnect (see `give_back_after_disconnects`).
 const MASS_DISCONNECT_MIN: usize = 1024;
 
-// The allocator is mimalloc (main.rs); naming the crate links it wherever this library is.
-extern crate mimalloc as _;
-
-unsafe extern "C" {
-    /// mimalloc: frees what this thread's heap keeps for reuse and returns empty pages to the
-    /// operating system (`force`: now, not after the purge delay).
-    fn mi_collect(force: bool);
-}
-
 impl Shard {
     pub(super) fn on_tick(&mut self) {
         crate::logging::client::report_suppressed();
@@ -128,8 +119,7 @@ impl Shard {
         }
         self.to_close.shrink_to_fit();
         self.local_interest.shrink_to_fit();
-        // SAFETY: a plain call into the global allocator, on the thread whose heap it trims.
-        unsafe { mi_collect(true) };
+        self.actions.push(crate::shard::Action::TrimHeap);
         tracing::debug!(
             shard = self.id.0,
             live,
@@ -169,7 +159,8 @@ impl Shard {
     fn begin_shutdown(&mut self) {
         self.shutting_down = Some(self.now + SHUTDOWN_GRACE);
         self.accepting = false;
-        self.reactor.push_cancel_fd(self.listener, 0);
+        self.actions
+            .push(crate::shard::Action::StopAccepting { leave_group: false });
         self.flush_forward_batches(1);
         let peers: Vec<_> = self.mesh.peers().collect();
         for peer in peers {
