@@ -390,3 +390,40 @@ fn a_stuck_subscriber_is_cut_and_the_healthy_one_gets_everything_nats_server() {
         assert_eq!(slow_consumer_lines(&log, stuck).len(), 1, "{log}");
     }
 }
+
+/// A client that subscribes to its own subject several times, sends PING (its PONG waits for
+/// the other shard's acknowledgement, so its reading pauses) and then a burst of PUBs, is cut
+/// as a slow consumer by its own echo when the PUBs run after the PONG. The server must stay
+/// up: the ops after the one that closed the publisher once ran on its freed slot and panicked
+/// the shard (found by the simulator, `tests/sim.rs` seed 2).
+#[test]
+fn a_publisher_cut_by_its_own_echo_after_a_held_pong_leaves_the_server_up() {
+    const SIDS: usize = 8;
+    let mut server = Server::start_with(common::ServerOpts {
+        config_extra: "max_pending: 65536\nmax_payload: 65536".to_owned(),
+        shards: 2,
+        ..Default::default()
+    });
+    for _ in 0..4 {
+        let mut conn = RawConn::connect(server.port());
+        let mut burst = Vec::new();
+        burst.extend_from_slice(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n");
+        for sid in 1..=SIDS {
+            burst.extend_from_slice(format!("SUB echo {sid}\r\n").as_bytes());
+        }
+        burst.extend_from_slice(b"PING\r\n");
+        let payload = vec![b'x'; 16 * 1024];
+        for _ in 0..8 {
+            burst.extend_from_slice(format!("PUB echo {}\r\n", payload.len()).as_bytes());
+            burst.extend_from_slice(&payload);
+            burst.extend_from_slice(b"\r\n");
+        }
+        conn.send(&burst);
+        conn.drain_until_closed(common::TIMEOUT);
+        server.assert_alive();
+    }
+    let mut check = RawConn::connect(server.port());
+    check.send_connect(r#"{"verbose":false,"pedantic":false}"#);
+    check.expect_open();
+    server.assert_alive();
+}

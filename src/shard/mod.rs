@@ -647,6 +647,12 @@ impl Shard {
                     self.forwarded_to = 0;
                     self.on_op(slot, op);
                     self.after_op();
+                    if !self.conns.contains(slot as usize) {
+                        // The op closed its own connection (its echo made it a slow
+                        // consumer) and nothing of it was left in the kernel: the slot is free.
+                        self.over_half.clear();
+                        return used;
+                    }
                     if !self.over_half.is_empty() {
                         self.stall_producer(slot);
                     }
