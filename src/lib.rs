@@ -8,8 +8,12 @@
 //!   (hot).
 //! - [`subject`] validates subjects and finds the subscriptions a published subject reaches:
 //!   a token trie per account with `*` and `>` nodes and a bounded match cache (hot).
-//! - [`shard`] is one thread per core: its io_uring reactor, its connections and subscriptions,
-//!   and the mesh of SPSC rings to the other shards (hot).
+//! - [`shard`] is one thread per core (hot). [`shard::Shard`] is its logic without I/O: its
+//!   connections and subscriptions, routing, delivery, forwarding, stalls and the interest
+//!   barrier; it takes events (bytes read, a send completed, a turn at `now`) and returns
+//!   [`shard::Action`]s. [`shard::Driver`] runs it on io_uring (`shard/driver.rs` and
+//!   `shard/reactor.rs` hold the shard's only `unsafe`); `tests/sim.rs` runs it in a
+//!   simulator. The mesh of SPSC rings joins the shards.
 //! - [`conn`] is one client connection's state and its batched output buffer.
 //! - [`auth`] turns a CONNECT (token, user/password, nkey, certificate, a user JWT in operator
 //!   mode) into a `ClientIdentity`; [`perms`] is the compiled permissions and their per-connection cache
