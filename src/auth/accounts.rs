@@ -21,6 +21,9 @@ pub struct AccountDef {
     pub name: String,
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
+    /// `signing_keys` of a configured account (no operator): account public keys whose user
+    /// JWTs log in to this account (see `operator::OperatorMode::hybrid`).
+    pub signing_keys: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +73,7 @@ impl AccountDef {
             name: name.into(),
             exports: Vec::new(),
             imports: Vec::new(),
+            signing_keys: Vec::new(),
         }
     }
 }
@@ -286,7 +290,7 @@ fn unknown_field(pos: Pos, key: &str) -> ConfigError {
 }
 
 /// `to` must use the same wildcards as `from` so each one maps by position.
-fn check_mappable(from: &str, to: &str) -> Result<(), String> {
+pub(crate) fn check_mappable(from: &str, to: &str) -> Result<(), String> {
     let count = |s: &str, w: &str| s.split('.').filter(|t| *t == w).count();
     let to_has_wildcards = count(to, "*") + count(to, ">") > 0;
     if to_has_wildcards

@@ -45,6 +45,7 @@ pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, C
         verify_and_map: false,
         warnings: Vec::new(),
         operator: None,
+        hybrid: None,
     };
     cfg.account_ids
         .insert(GLOBAL_ACCOUNT.into(), GLOBAL_ACCOUNT_ID);
@@ -60,7 +61,9 @@ pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, C
     register_users(&mut cfg, parsed)?;
     if let Some(settings) = operator_settings {
         check_operator_exclusive(&cfg, opts, cli)?;
-        let (mode, system) = operator::build(settings, &mut cfg.accounts, &mut cfg.account_ids)?;
+        let (mut mode, system) =
+            operator::build(settings, &mut cfg.accounts, &mut cfg.account_ids)?;
+        cfg.warnings.extend(mode.take_warnings());
         cfg.operator = Some(mode);
         cfg.system_account = system;
         cfg.imports = ImportTable::new(&cfg.accounts);
@@ -69,6 +72,7 @@ pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, C
     resolve_system_account(&mut cfg, opts)?;
     resolve_no_auth_user(&mut cfg, opts)?;
     warn_plaintext(&mut cfg);
+    cfg.hybrid = operator::OperatorMode::hybrid(&cfg.accounts);
     cfg.imports = ImportTable::new(&cfg.accounts);
     Ok(cfg)
 }
@@ -115,6 +119,10 @@ fn load_account(
                     import_positions.push((id, pos));
                 }
             }
+            "signing_keys" => {
+                let keys = parse_signing_keys(cfg, v, &entry.key)?;
+                cfg.accounts[id as usize].signing_keys = keys;
+            }
             "jetstream" | "mappings" | "maps" | "limits" | "default_permissions" => {
                 cfg.warnings.push(format!(
                     "{}: \"{}\" in account \"{}\" is not supported by ringnats and is ignored",
@@ -126,6 +134,42 @@ fn load_account(
         }
     }
     Ok(users)
+}
+
+/// An account's `signing_keys` (our extension without an operator): public account nkeys, each
+/// in one account only.
+fn parse_signing_keys(
+    cfg: &AuthConfig,
+    value: &Value,
+    key: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let mut keys: Vec<String> = Vec::new();
+    for k in value.expect_strings(key)? {
+        if !crate::auth::jwt::is_public_key(k, 'A') {
+            return Err(value.error(
+                key,
+                format!("signing key \"{k}\" is not a valid public account nkey (A…)"),
+            ));
+        }
+        let elsewhere = cfg
+            .accounts
+            .iter()
+            .find(|a| a.signing_keys.iter().any(|s| s == k));
+        if let Some(other) = elsewhere {
+            return Err(value.error(
+                key,
+                format!(
+                    "signing key \"{k}\" is already a signing key of account \"{}\"",
+                    other.name
+                ),
+            ));
+        }
+        if keys.iter().any(|s| s == k) {
+            return Err(value.error(key, format!("duplicate signing key \"{k}\"")));
+        }
+        keys.push(k.to_string());
+    }
+    Ok(keys)
 }
 
 /// `authorization { .. }` (nats-server `parseAuthorization`).

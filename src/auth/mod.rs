@@ -74,6 +74,9 @@ pub struct AuthConfig {
     /// JWT operator mode (`operator` / `trusted_keys` with a resolver): every CONNECT needs a
     /// user JWT, and no other method is configured.
     operator: Option<operator::OperatorMode>,
+    /// Configured accounts with `signing_keys` (no operator): a CONNECT with a user JWT issued
+    /// by one of them joins that account.
+    hybrid: Option<operator::OperatorMode>,
 }
 
 /// One configured user (password, TLS-mapped or nkey).
@@ -163,13 +166,19 @@ pub struct ClientIdentity {
     pub user: String,
     /// `None` = no restrictions.
     pub permissions: Option<Arc<Permissions>>,
-    /// `connection_deadline`: close the connection with `User Authentication Expired` then.
+    /// `connection_deadline`, a user JWT's `exp` or the end of its time window: close the
+    /// connection with `User Authentication Expired` then.
     pub deadline: Option<SystemTime>,
+    /// The account JWT's `exp`: close the connection with `Account Authentication Expired`
+    /// then (nats-server `Account.expiredTimeout`).
+    pub account_deadline: Option<SystemTime>,
     /// Per-connection limits from a user or account JWT (none for the other methods).
     pub limits: ConnLimits,
     /// This connection's place in its JWT account's `limits.conn`; the connection keeps it
     /// until it is gone.
     pub account_conn: Option<Arc<operator::AccountConnGuard>>,
+    /// The JWT account's `limits.subs`, counted over all its connections on all shards.
+    pub account_subs: Option<operator::AccountSubsLimit>,
 }
 
 /// Limits a JWT puts on one connection, already the smaller of the user's and the account's
@@ -216,6 +225,8 @@ pub enum AuthFailure {
     UnknownAccount,
     #[error("account JWT expired or not yet valid")]
     AccountExpired,
+    #[error("account JWT fails validation")]
+    AccountInvalid,
     #[error("user JWT issuer is not the account or one of its signing keys")]
     UnknownIssuer,
     #[error("user JWT signed by a scoped key sets its own permissions or limits")]
@@ -284,6 +295,7 @@ impl AuthConfig {
             || !self.users.is_empty()
             || !self.nkeys.is_empty()
             || self.operator.is_some()
+            || self.hybrid.is_some()
     }
 
     /// Operator mode, when configured.
@@ -304,7 +316,7 @@ impl AuthConfig {
 
     /// Whether INFO carries a nonce (nkey users exist).
     pub fn nonce_required(&self) -> bool {
-        !self.nkeys.is_empty() || self.operator.is_some()
+        !self.nkeys.is_empty() || self.operator.is_some() || self.hybrid.is_some()
     }
 
     /// `authorization.timeout`, default 2 s.
@@ -372,6 +384,9 @@ impl AuthConfig {
         }
         if !self.has_auth() {
             return Verdict::Done(Ok(anonymous()));
+        }
+        if let (Some(hybrid), Some(_)) = (&self.hybrid, &connect.jwt) {
+            return Verdict::Done(hybrid.verify(connect, nonce, peer, now));
         }
         if let Some(key) = connect.nkey.as_deref().filter(|_| !self.nkeys.is_empty()) {
             return Verdict::Done(self.verify_nkey(key, connect, nonce, now));
@@ -481,8 +496,10 @@ impl User {
             user: self.name.clone(),
             permissions: self.permissions.clone(),
             deadline: self.deadline,
+            account_deadline: None,
             limits: ConnLimits::default(),
             account_conn: None,
+            account_subs: None,
         }
     }
 
@@ -508,8 +525,10 @@ fn anonymous() -> ClientIdentity {
         user: String::new(),
         permissions: None,
         deadline: None,
+        account_deadline: None,
         limits: ConnLimits::default(),
         account_conn: None,
+        account_subs: None,
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ahash::AHashMap;
+use jiff::tz::TimeZone;
 
 use crate::auth::jwt::{
     self, AccountClaims, ClaimsData, JwtError, OperatorClaims, PermissionClaims, SigningKey,
@@ -54,6 +55,11 @@ pub struct OperatorMode {
     strict_identities: Vec<String>,
     /// Accounts by public key.
     accounts: AHashMap<String, Arc<JwtAccount>>,
+    /// Start-up warnings (accounts with validation issues, limits not enforced).
+    warnings: Vec<String>,
+    /// Signing keys of configured accounts, no operator ([`OperatorMode::hybrid`]): accounts
+    /// are keyed by signing key and a user's account is the one its issuer signs for.
+    hybrid: bool,
     /// Verified user JWTs by their exact text. A std mutex: taken briefly once per JWT CONNECT
     /// by whichever shard runs it; never on the message path.
     #[allow(clippy::disallowed_types)]
@@ -69,8 +75,13 @@ pub struct JwtAccount {
     pub data: ClaimsData,
     pub claims: AccountClaims,
     default_permissions: Option<Arc<Permissions>>,
+    /// Why the account JWT fails nats-io/jwt validation, if it does (see
+    /// `imports::validate`): its users are refused, as nats-server refuses to fetch it.
+    pub invalid: Option<String>,
     /// Live connections of this account on all shards, for `limits.conn`.
     connections: Arc<ConnCounter>,
+    /// Subscriptions of this account on all shards, for `limits.subs`.
+    subscriptions: Arc<SubCounter>,
 }
 
 /// Connections of one account across all shards. An atomic of the control plane: touched
@@ -111,6 +122,89 @@ impl PartialEq for AccountConnGuard {
     }
 }
 
+/// Subscriptions of one account across all shards (`limits.subs` is account-wide here; see
+/// [`AccountSubs`]). An atomic of the control plane: touched on SUB and on the removal of a
+/// subscription by whichever shard owns it, never per message.
+#[derive(Debug, Default)]
+pub struct SubCounter(AtomicUsize);
+
+impl SubCounter {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// An account's `limits.subs` as a connection of it carries it from CONNECT to its shard.
+#[derive(Clone, Debug)]
+pub struct AccountSubsLimit {
+    counter: Arc<SubCounter>,
+    max: usize,
+}
+
+impl PartialEq for AccountSubsLimit {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.counter, &other.counter) && self.max == other.max
+    }
+}
+
+/// The subscriptions one connection holds in its account's count. nats-server 2.9.10 applies
+/// an account's `subs` per connection only; ringnats also bounds the account's total, so a
+/// tenant cannot multiply its limit by opening more connections. Dropped with the connection,
+/// it gives back what it still holds.
+#[derive(Debug)]
+pub struct AccountSubs {
+    limit: AccountSubsLimit,
+    held: usize,
+}
+
+impl AccountSubs {
+    /// Starts holding `existing` subscriptions (a live connection moved onto a new count after
+    /// a reload keeps the subscriptions it has, even over the limit, as nats-server keeps them).
+    pub fn new(limit: AccountSubsLimit, existing: usize) -> AccountSubs {
+        limit.counter.0.fetch_add(existing, Ordering::AcqRel);
+        AccountSubs {
+            limit,
+            held: existing,
+        }
+    }
+
+    /// Counts one more subscription unless the account has `max` already.
+    pub fn try_add(&mut self) -> bool {
+        let max = self.limit.max;
+        let added = self
+            .limit
+            .counter
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if added {
+            self.held += 1;
+        }
+        added
+    }
+
+    /// Gives one subscription back.
+    pub fn remove(&mut self) {
+        if self.held > 0 {
+            self.held -= 1;
+            self.limit.counter.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether this counts against `limit` (same account count and maximum).
+    pub fn is_for(&self, limit: &AccountSubsLimit) -> bool {
+        self.limit == *limit
+    }
+}
+
+impl Drop for AccountSubs {
+    fn drop(&mut self) {
+        self.limit.counter.0.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
 /// The parts of a user JWT that do not change between CONNECTs.
 #[derive(Debug)]
 struct VerifiedUser {
@@ -121,6 +215,8 @@ struct VerifiedUser {
     nkey: PublicNkey,
     permissions: Option<Arc<Permissions>>,
     src: Vec<Cidr>,
+    /// The zone of `times` (`None` without `times`).
+    zone: Option<TimeZone>,
     conn_limits: ConnLimits,
 }
 
@@ -139,9 +235,59 @@ impl OperatorMode {
         self.accounts.get(key)
     }
 
+    /// The `signing_keys` of configured accounts (no operator), as a verifier of user JWTs:
+    /// a user issued by one of an account's signing keys (whose JWT need not carry
+    /// `issuer_account`) joins that account with its JWT's permissions and limits, after the
+    /// nonce signature, `exp`/`nbf`, `src`, `times` and connection-type checks of operator
+    /// mode. nats-server has no such mode. `None` when no account has signing keys.
+    pub(crate) fn hybrid(accounts: &[AccountDef]) -> Option<OperatorMode> {
+        let mut by_key = AHashMap::new();
+        for (id, def) in accounts.iter().enumerate() {
+            let Ok(id) = u32::try_from(id) else { continue };
+            for key in &def.signing_keys {
+                let account = JwtAccount {
+                    id,
+                    key: key.clone(),
+                    data: ClaimsData {
+                        name: def.name.clone(),
+                        sub: key.clone(),
+                        ..ClaimsData::default()
+                    },
+                    claims: AccountClaims {
+                        limits: jwt::AccountLimits::unlimited(),
+                        ..AccountClaims::default()
+                    },
+                    default_permissions: None,
+                    invalid: None,
+                    connections: Arc::default(),
+                    subscriptions: Arc::default(),
+                };
+                by_key.insert(key.clone(), Arc::new(account));
+            }
+        }
+        (!by_key.is_empty()).then(|| OperatorMode {
+            trusted_keys: Vec::new(),
+            strict_identities: Vec::new(),
+            accounts: by_key,
+            warnings: Vec::new(),
+            hybrid: true,
+            verified: Default::default(),
+        })
+    }
+
+    /// Start-up warnings, taken once (the config loader reports them).
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
     /// Live connections counted against `key`'s `limits.conn`.
     pub fn account_connections(&self, key: &str) -> Option<usize> {
         self.accounts.get(key).map(|a| a.connections.count())
+    }
+
+    /// Subscriptions counted against `key`'s `limits.subs`.
+    pub fn account_subscriptions(&self, key: &str) -> Option<usize> {
+        self.accounts.get(key).map(|a| a.subscriptions.count())
     }
 
     /// Checks a CONNECT in operator mode. `peer` is the client's address (for `src`).
@@ -160,6 +306,9 @@ impl OperatorMode {
         let user = self.verified_user(token)?;
         jwt::check_times(&user.data, now_unix).map_err(AuthFailure::Jwt)?;
         let account = &user.account;
+        if account.invalid.is_some() {
+            return Err(AuthFailure::AccountInvalid);
+        }
         jwt::check_times(&account.data, now_unix).map_err(|_| AuthFailure::AccountExpired)?;
         if user.limits.bearer_token {
             if account.claims.limits.disallow_bearer {
@@ -177,7 +326,7 @@ impl OperatorMode {
         if !allows_standard_client(&user.limits.allowed_connection_types) {
             return Err(AuthFailure::ConnectionTypeNotAllowed);
         }
-        let window_end = time_window_end(&user.limits, now_unix)?;
+        let window_end = time_window_end(&user.limits, user.zone.as_ref(), now_unix)?;
         // Last, so a refused CONNECT never holds a slot (nats-server checks it at register).
         let account_conn = match usize::try_from(account.claims.limits.conn) {
             Ok(limit) => Some(Arc::new(
@@ -188,17 +337,26 @@ impl OperatorMode {
             )),
             Err(_) => None,
         };
-        let deadline = [expiry(user.data.exp), expiry(account.data.exp), window_end]
+        let deadline = [expiry(user.data.exp), window_end]
             .into_iter()
             .flatten()
             .min();
+        let account_subs =
+            usize::try_from(account.claims.limits.subs)
+                .ok()
+                .map(|max| AccountSubsLimit {
+                    counter: Arc::clone(&account.subscriptions),
+                    max,
+                });
         Ok(ClientIdentity {
             account: account.id,
             user: user.data.sub.clone(),
             permissions: user.permissions.clone(),
             deadline,
+            account_deadline: expiry(account.data.exp),
             limits: user.conn_limits,
             account_conn,
+            account_subs,
         })
     }
 
@@ -226,7 +384,9 @@ impl OperatorMode {
     /// Spec §6 steps 1-4: decode, account lookup, issuer, scope, permissions.
     fn check_chain(&self, token: &str) -> Result<VerifiedUser, AuthFailure> {
         let (data, claims) = jwt::decode_user(token).map_err(AuthFailure::Jwt)?;
-        let account_key = if claims.issuer_account.is_empty() {
+        // Hybrid: the issuer alone names the account; `issuer_account` (the account's identity
+        // key, which a config account does not have) is not needed and not trusted.
+        let account_key = if claims.issuer_account.is_empty() || self.hybrid {
             &data.iss
         } else {
             &claims.issuer_account
@@ -250,6 +410,7 @@ impl OperatorMode {
             .map(|s| Cidr::parse(s))
             .collect::<Option<Vec<_>>>()
             .ok_or(AuthFailure::SourceNotAllowed)?;
+        let zone = times_zone(&limits)?;
         let conn_limits = ConnLimits {
             max_payload: min_limit(limits.payload, account.claims.limits.payload),
             max_subs: min_limit(limits.subs, account.claims.limits.subs),
@@ -261,6 +422,7 @@ impl OperatorMode {
             nkey,
             permissions,
             src,
+            zone,
             conn_limits,
         })
     }
@@ -437,31 +599,67 @@ fn unix_seconds(now: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// nats-server `validateTimes`: with `times`, now must fall inside one window (`HH:MM:SS`,
-/// an end before the start runs past midnight); the connection is closed at the window's end.
-/// Zones other than UTC are not supported yet: such a user is refused (fails closed).
-fn time_window_end(
-    limits: &UserPermissionLimits,
-    now_unix: i64,
-) -> Result<Option<SystemTime>, AuthFailure> {
+/// The zone a user's `times` are read in: `times_location` (an IANA name, nats-server
+/// `time.LoadLocation`), else the server's local zone, as nats-server. An unknown name fails
+/// the user (nats-io/jwt refuses such a JWT at validation).
+fn times_zone(limits: &UserPermissionLimits) -> Result<Option<TimeZone>, AuthFailure> {
     if limits.times.is_empty() {
         return Ok(None);
     }
     let loc = limits.times_location.as_str();
-    if !(loc.is_empty() || loc.eq_ignore_ascii_case("UTC") || loc == "Etc/UTC") {
-        return Err(AuthFailure::OutsideTimeWindow);
+    if loc.is_empty() || loc == "Local" {
+        return Ok(Some(TimeZone::system()));
     }
-    const DAY: i64 = 86_400;
-    let day_start = now_unix - now_unix.rem_euclid(DAY);
+    TimeZone::get(loc)
+        .map(Some)
+        .map_err(|_| AuthFailure::OutsideTimeWindow)
+}
+
+/// nats-server `validateTimes`: with `times`, now must fall inside one window (`HH:MM:SS` in
+/// `zone`; an end before the start runs past midnight) that started today; the connection is
+/// closed at the window's end.
+fn time_window_end(
+    limits: &UserPermissionLimits,
+    zone: Option<&TimeZone>,
+    now_unix: i64,
+) -> Result<Option<SystemTime>, AuthFailure> {
+    let Some(zone) = zone.filter(|_| !limits.times.is_empty()) else {
+        return Ok(None);
+    };
+    let outside = |_| AuthFailure::OutsideTimeWindow;
+    let now = jiff::Timestamp::from_second(now_unix).map_err(outside)?;
+    let today = now.to_zoned(zone.clone()).date();
+    // Wall-clock times that a zone change skips or repeats resolve as Go's `time.Date` does
+    // (jiff's "compatible" rule: the later instant for a gap, the earlier for a fold).
+    let at = |date: jiff::civil::Date, secs: i64| -> Result<jiff::Timestamp, AuthFailure> {
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let time = jiff::civil::Time::new(
+            i8::try_from(h).map_err(|_| AuthFailure::OutsideTimeWindow)?,
+            i8::try_from(m).map_err(|_| AuthFailure::OutsideTimeWindow)?,
+            i8::try_from(s).map_err(|_| AuthFailure::OutsideTimeWindow)?,
+            0,
+        )
+        .map_err(outside)?;
+        Ok(date
+            .to_datetime(time)
+            .to_zoned(zone.clone())
+            .map_err(outside)?
+            .timestamp())
+    };
     for range in &limits.times {
         let (Some(start), Some(end)) = (clock_seconds(&range.start), clock_seconds(&range.end))
         else {
             return Err(AuthFailure::OutsideTimeWindow);
         };
-        let start_at = day_start + start;
-        let end_at = day_start + end + if start > end { DAY } else { 0 };
-        if start_at < now_unix && end_at > now_unix {
-            let secs = u64::try_from(end_at).map_err(|_| AuthFailure::OutsideTimeWindow)?;
+        let end_day = if start > end {
+            today.tomorrow().map_err(outside)?
+        } else {
+            today
+        };
+        let (start_at, end_at) = (at(today, start)?, at(end_day, end)?);
+        if start_at < now && end_at > now {
+            let secs =
+                u64::try_from(end_at.as_second()).map_err(|_| AuthFailure::OutsideTimeWindow)?;
             return Ok(UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
         }
     }
@@ -716,13 +914,29 @@ pub(crate) fn build(
         trusted_keys,
         strict_identities,
         accounts: AHashMap::new(),
+        warnings: Vec::new(),
+        hybrid: false,
         verified: Default::default(),
     };
     for (key, token, pos) in settings.preload {
         let account = mode.preload_account(&key, &token, &pos, accounts.len())?;
+        if let Some(why) = &account.invalid {
+            // nats-server `checkResolvePreloads` warns; its users are then refused.
+            mode.warnings.push(format!(
+                "{pos}: Account [{key}] has validation issues: {why}"
+            ));
+        }
+        if account.claims.limits.data > 0 {
+            mode.warnings.push(format!(
+                "{pos}: limits.data of account [{key}] is not enforced (nor by nats-server)"
+            ));
+        }
         account_ids.insert(key.clone(), account.id);
         accounts.push(AccountDef::new(key.clone()));
         mode.accounts.insert(key, Arc::new(account));
+    }
+    for line in imports::apply(&mode.accounts, accounts, jwt::encode::now_unix()) {
+        mode.warnings.push(line);
     }
     let system = match system_key {
         Some(key) => match account_ids.get(&key) {
@@ -773,13 +987,16 @@ impl OperatorMode {
                 .ok_or_else(|| fail("invalid default_permissions".into()))?;
             Some(Arc::new(compiled))
         };
+        let invalid = imports::validate(key, &claims).err();
         Ok(JwtAccount {
             id: u32::try_from(id).map_err(|_| fail("too many accounts".into()))?,
             key: key.to_string(),
             data,
             claims,
             default_permissions,
+            invalid,
             connections: Arc::default(),
+            subscriptions: Arc::default(),
         })
     }
 
@@ -795,5 +1012,6 @@ impl OperatorMode {
     }
 }
 
+mod imports;
 #[cfg(test)]
 mod tests;

@@ -19,8 +19,10 @@ pub(crate) fn verify(token: &Arc<Secret>, connect: &ConnectOptions) -> Verdict {
         user: String::new(),
         permissions: None,
         deadline: None,
+        account_deadline: None,
         limits: Default::default(),
         account_conn: None,
+        account_subs: None,
     };
     compare(token, Some(offered), identity, AuthFailure::BadToken)
 }

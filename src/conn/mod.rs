@@ -195,13 +195,20 @@ pub struct Conn {
     pub perms: Option<std::sync::Arc<Permissions>>,
     pub perm_cache: Option<Box<PermCache>>,
     pub responses: Option<Box<ResponseTracker>>,
-    /// `connection_deadline`: the connection is closed then.
+    /// `connection_deadline` or a user JWT's expiry: the connection is closed then with
+    /// `User Authentication Expired`.
     pub expires: Option<Instant>,
+    /// The account JWT's expiry: the connection is closed then with `Account Authentication
+    /// Expired`.
+    pub account_expires: Option<Instant>,
     /// A JWT's subscription limit for this connection (the server's `max_subscriptions` still
     /// applies when lower).
     pub max_subs: Option<usize>,
     /// Held while connected: counts this connection in its JWT account's `limits.conn`.
     pub account_conn: Option<std::sync::Arc<crate::auth::operator::AccountConnGuard>>,
+    /// Held while connected: this connection's subscriptions in its JWT account's
+    /// account-wide `limits.subs`.
+    pub account_subs: Option<crate::auth::operator::AccountSubs>,
     /// This publisher waits for a subscriber to drain (fast-producer stall).
     pub stall: Option<Stall>,
     /// As a subscriber: `out.written()` when it was found to have drained nothing during a
@@ -263,8 +270,10 @@ impl Conn {
             perm_cache: None,
             responses: None,
             expires: None,
+            account_expires: None,
             max_subs: None,
             account_conn: None,
+            account_subs: None,
             credentials: None,
             stall: None,
             stuck_at: None,

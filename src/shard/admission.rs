@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use base64::Engine;
 
+use crate::auth::operator::AccountSubs;
 use crate::auth::{AuthFailure, ClientIdentity, SlowCheck, Verdict};
 use crate::conn::{CloseReason, ConnFlags};
 use crate::perms::{PermCache, ResponseTracker};
@@ -296,8 +297,16 @@ impl Shard {
             .map(|_| Box::new(ResponseTracker::new()));
         conn.perms = identity.permissions;
         conn.expires = identity.deadline.map(|at| instant_of(at, now));
+        conn.account_expires = identity.account_deadline.map(|at| instant_of(at, now));
         conn.max_subs = identity.limits.max_subs;
         conn.account_conn = identity.account_conn;
+        // A re-checked live connection keeps its place in the same count, or moves its
+        // subscriptions onto the new one.
+        conn.account_subs = match (identity.account_subs, conn.account_subs.take()) {
+            (Some(limit), Some(held)) if held.is_for(&limit) => Some(held),
+            (Some(limit), _) => Some(AccountSubs::new(limit, conn.subs.len())),
+            (None, _) => None,
+        };
         self.apply_max_payload(slot, identity.limits.max_payload);
     }
 

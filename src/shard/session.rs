@@ -84,7 +84,9 @@ impl Shard {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if max_subs.is_some_and(|max| conn.subs.len() >= max) {
+        if max_subs.is_some_and(|max| conn.subs.len() >= max)
+            || conn.account_subs.as_mut().is_some_and(|s| !s.try_add())
+        {
             self.send_err(slot, "maximum subscriptions exceeded");
             return;
         }
@@ -212,6 +214,9 @@ impl Shard {
         self.monitor.sub_removes += 1;
         if let Some(conn) = self.conns.get_mut(sub.conn as usize) {
             conn.subs.remove(&sub.sid);
+            if let Some(account_subs) = conn.account_subs.as_mut() {
+                account_subs.remove();
+            }
             if self.limits.trace {
                 crate::logging::trace::delsub(conn, &sub.sid);
             }

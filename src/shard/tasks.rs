@@ -187,10 +187,15 @@ impl Shard {
     }
 }
 
+const USER_EXPIRED: (&str, CloseReason) = (
+    "User Authentication Expired",
+    CloseReason::AuthenticationExpired,
+);
+
 /// The error line and reason for a connection past one of its deadlines: TLS handshake
 /// (closed without a word, as nats-server), authentication (not admitted in time, a CONNECT
 /// whose slow check is still queued or running included: the timeout bounds the whole
-/// admission), `connection_deadline`.
+/// admission), `connection_deadline` or a user JWT's expiry, the account JWT's expiry.
 fn deadline_passed(conn: &Conn, now: std::time::Instant) -> Option<(&'static str, CloseReason)> {
     if conn.tls_deadline.is_some_and(|d| now >= d) {
         return Some(("", CloseReason::TlsHandshakeError));
@@ -198,13 +203,18 @@ fn deadline_passed(conn: &Conn, now: std::time::Instant) -> Option<(&'static str
     if !conn.connected && conn.auth_deadline.is_some_and(|d| now >= d) {
         return Some(("Authentication Timeout", CloseReason::AuthenticationTimeout));
     }
-    if conn.expires.is_some_and(|d| now >= d) {
-        return Some((
-            "User Authentication Expired",
+    // Both passed within one tick: the one that passed first speaks.
+    let user = conn.expires.filter(|d| now >= *d);
+    let account = conn.account_expires.filter(|d| now >= *d);
+    match (user, account) {
+        (Some(u), Some(a)) if u < a => Some(USER_EXPIRED),
+        (_, Some(_)) => Some((
+            "Account Authentication Expired",
             CloseReason::AuthenticationExpired,
-        ));
+        )),
+        (Some(_), None) => Some(USER_EXPIRED),
+        (None, None) => None,
     }
-    None
 }
 
 /// Logs a close in nats-server's words (debug for ordinary closes, as nats-server does;

@@ -338,14 +338,182 @@ impl Serialize for SigningKey {
     }
 }
 
+/// nats-io/jwt `ExportType`: `"stream"` or `"service"`; any other string is an error, and an
+/// absent type (Go's `Unknown`) makes the export or import invalid (it is skipped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportType {
+    Stream,
+    Service,
+}
+
+/// nats-io/jwt `Export`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Export {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub name: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub subject: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ExportType>,
+    /// Importers need an activation token signed by this account.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub token_req: bool,
+    /// Importing account public key (or `*`) -> Unix time: activations issued at or before it
+    /// are revoked.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub revocations: BTreeMap<String, i64>,
+    /// `Singleton` (default), `Stream` or `Chunked`.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub response_type: String,
+    /// Nanoseconds (Go `time.Duration`).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub response_threshold: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_latency: Option<serde_json::Value>,
+    /// When set, the import subject's token at this position (1-based) must be the importing
+    /// account's public key.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero_u64"
+    )]
+    pub account_token_position: u64,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub advertise: bool,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub description: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub info_url: String,
+}
+
+/// nats-io/jwt `Import`. `subject` is the publisher's view: the exporter's subject for a
+/// stream, the importer's for a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Import {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub name: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub subject: String,
+    /// The exporting account's public key.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub account: String,
+    /// Activation JWT, for exports with `token_req`.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub token: String,
+    /// Deprecated: a stream's prefix; a service's subject in the exporter.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub to: String,
+    /// The subject in the importer: subscribed to (stream) or published on (service).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub local_subject: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ExportType>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub share: bool,
+}
+
+/// `nats` of an activation JWT: an exporter lets the account in `sub` import `subject`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ActivationClaims {
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub subject: String,
+    #[serde(rename = "kind", default, skip_serializing_if = "Option::is_none")]
+    pub import_type: Option<ExportType>,
+    /// Set when `iss` is one of the exporter's signing keys.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub issuer_account: String,
+    #[serde(flatten)]
+    pub generic: GenericFields,
+}
+
 /// `nats` of an account JWT.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct AccountClaims {
-    /// Kept as JSON: exports/imports from account JWTs are not applied yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imports: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exports: Option<serde_json::Value>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub imports: Vec<Import>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub exports: Vec<Export>,
     #[serde(default, deserialize_with = "null_default")]
     pub limits: AccountLimits,
     #[serde(
@@ -544,6 +712,10 @@ fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha512_256};
 
 use crate::auth::jwt::claims::{
-    AccountClaims, ClaimsData, GenericFields, OperatorClaims, Payload, UserClaims,
+    AccountClaims, ActivationClaims, ClaimsData, GenericFields, OperatorClaims, Payload, UserClaims,
 };
 
 /// The v2 header, as Go marshals it.
@@ -56,6 +56,16 @@ pub fn user(
     signer: &KeyPair,
 ) -> Result<String, EncodeError> {
     set_generic(&mut nats.generic, "user");
+    sign(&mut data, &nats, signer)
+}
+
+/// Signs an activation JWT (`data.sub` is the importing account).
+pub fn activation(
+    mut data: ClaimsData,
+    mut nats: ActivationClaims,
+    signer: &KeyPair,
+) -> Result<String, EncodeError> {
+    set_generic(&mut nats.generic, "activation");
     sign(&mut data, &nats, signer)
 }
 

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use claims::{
-    AccountClaims, AccountLimits, ClaimsData, OperatorClaims, Payload, PermissionClaims,
-    SigningKey, UserClaims, UserPermissionLimits, UserScope,
+    AccountClaims, AccountLimits, ActivationClaims, ClaimsData, ExportType, OperatorClaims,
+    Payload, PermissionClaims, SigningKey, UserClaims, UserPermissionLimits, UserScope,
 };
 
 /// Longest token we decode. A CONNECT's JWT is already bounded by `max_control_line`; account
@@ -181,6 +181,44 @@ pub fn decode_operator(token: &str) -> Result<(ClaimsData, OperatorClaims), JwtE
         Nats::Operator(o) => Ok((jwt.data, o)),
         _ => Err(JwtError::WrongType),
     }
+}
+
+/// Decodes an activation JWT (an import's `token`) and checks its signature by its issuer, an
+/// account key (nats-io/jwt `DecodeActivationClaims`; v2 tokens only). Whether that issuer
+/// speaks for the exporter is the caller's to decide.
+pub fn decode_activation(token: &str) -> Result<(ClaimsData, ActivationClaims), JwtError> {
+    if token.len() > JWT_BYTES_MAX {
+        return Err(JwtError::TooLong);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::NotThreeParts);
+    };
+    check_header(&base64url(header)?)?;
+    let p: Payload<ActivationClaims> = parse(&base64url(payload)?)?;
+    if p.nats.generic.kind != "activation" {
+        return Err(JwtError::WrongType);
+    }
+    if p.nats.generic.version != LIB_VERSION {
+        return Err(JwtError::NewerVersion);
+    }
+    if !is_public_key(&p.data.iss, 'A') {
+        return Err(JwtError::Issuer);
+    }
+    if !is_public_key(&p.data.sub, 'A') {
+        return Err(JwtError::Subject);
+    }
+    let sig = base64url(signature)?;
+    if sig.len() != SIGNATURE_BYTES {
+        return Err(JwtError::Signature);
+    }
+    let issuer = KeyPair::from_public_key(&p.data.iss).map_err(|_| JwtError::Issuer)?;
+    issuer
+        .verify(&token.as_bytes()[..header.len() + 1 + payload.len()], &sig)
+        .map_err(|_| JwtError::Signature)?;
+    Ok((p.data, p.nats))
 }
 
 /// Fuzz entry point (cargo-fuzz target `jwt`): any bytes as a token, and as the JWT of a

@@ -256,7 +256,8 @@ fn src_times_and_connection_types() {
         c.limits.times = vec![TimeRange {
             start: "10:00:00".into(),
             end: "12:00:00".into(),
-        }]
+        }];
+        c.limits.times_location = "UTC".into();
     });
     let id = check(&cfg, &connect(&window, Some(&user)), at(11)).unwrap();
     assert_eq!(id.deadline, Some(at(12)));
@@ -269,9 +270,169 @@ fn src_times_and_connection_types() {
         c.limits.times = vec![TimeRange {
             start: "22:00:00".into(),
             end: "02:00:00".into(),
-        }]
+        }];
+        c.limits.times_location = "Etc/UTC".into();
     });
     assert!(check(&cfg, &connect(&night, Some(&user)), at(23)).is_ok());
+    // The same 10:00-12:00 read in New York (UTC-5 in winter; `day` is in December): open
+    // from 15:00 to 17:00 UTC.
+    let new_york = user_jwt(&user, &acc, |_, c| {
+        c.limits.times = vec![TimeRange {
+            start: "10:00:00".into(),
+            end: "12:00:00".into(),
+        }];
+        c.limits.times_location = "America/New_York".into();
+    });
+    assert_eq!(
+        check(&cfg, &connect(&new_york, Some(&user)), at(11)).err(),
+        Some(AuthFailure::OutsideTimeWindow)
+    );
+    let id = check(&cfg, &connect(&new_york, Some(&user)), at(16)).unwrap();
+    assert_eq!(id.deadline, Some(at(17)));
+    let nowhere = user_jwt(&user, &acc, |_, c| {
+        c.limits.times = vec![TimeRange {
+            start: "00:00:00".into(),
+            end: "23:59:59".into(),
+        }];
+        c.limits.times_location = "Nowhere/Land".into();
+    });
+    assert_eq!(
+        check(&cfg, &connect(&nowhere, Some(&user)), at(11)).err(),
+        Some(AuthFailure::OutsideTimeWindow)
+    );
+}
+
+#[test]
+fn account_expiry_is_its_own_deadline() {
+    let exp = 1796078447 + 3600;
+    let (mut data, claims) = jwt::decode_account(&v("acc_jwt")).unwrap();
+    data.iat = 0;
+    data.exp = exp;
+    let token = encode::account(data, claims, &kp("opSK_seed")).unwrap();
+    let cfg = auth(&vector_config("").replace(&v("acc_jwt"), &token)).unwrap();
+    let at = UNIX_EPOCH + Duration::from_secs(1796078447);
+    let id = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), at).unwrap();
+    let exp_at = UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap());
+    assert_eq!(id.account_deadline, Some(exp_at));
+    assert_eq!(id.deadline, None, "the user JWT itself does not expire");
+}
+
+#[test]
+fn account_subs_are_counted_across_connections() {
+    let cfg = auth(&config_with_account(|a| a.limits.subs = 2)).unwrap();
+    let login = || check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).unwrap();
+    let (first, second) = (login(), login());
+    let mut a = AccountSubs::new(first.account_subs.clone().unwrap(), 0);
+    let mut b = AccountSubs::new(second.account_subs.clone().unwrap(), 0);
+    assert!(a.try_add());
+    assert!(b.try_add());
+    assert!(!a.try_add(), "the account holds 2");
+    let op = cfg.operator().unwrap();
+    assert_eq!(op.account_subscriptions(&v("acc_pub")), Some(2));
+    b.remove();
+    assert!(a.try_add());
+    // A connection that goes gives back what it held.
+    drop(a);
+    assert_eq!(op.account_subscriptions(&v("acc_pub")), Some(0));
+    assert!(b.is_for(&second.account_subs.clone().unwrap()));
+    // No limit: nothing to count.
+    let cfg = auth(&config_with_account(|a| a.limits.subs = -1)).unwrap();
+    let id = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).unwrap();
+    assert!(id.account_subs.is_none());
+}
+
+#[test]
+fn account_jwt_validation_marks_the_account_invalid() {
+    use crate::auth::jwt::claims::{Export, ExportType};
+    let stream = |subject: &str| Export {
+        subject: subject.into(),
+        kind: Some(ExportType::Stream),
+        ..Export::default()
+    };
+    type Edit = Box<dyn Fn(&mut AccountClaims)>;
+    let cases: Vec<(Edit, bool)> = vec![
+        (Box::new(|a| a.exports = vec![stream("a.>")]), true),
+        (
+            Box::new(|a| {
+                a.limits.exports = 3;
+                a.limits.wildcards = false;
+                a.exports = vec![stream("a.>")];
+            }),
+            false,
+        ),
+        (
+            Box::new(|a| a.exports = vec![stream("a.>"), stream("a.b")]),
+            false,
+        ),
+        (
+            Box::new(|a| {
+                a.exports = vec![Export {
+                    kind: None,
+                    ..stream("x")
+                }]
+            }),
+            false,
+        ),
+    ];
+    for (i, (edit, valid)) in cases.into_iter().enumerate() {
+        let cfg = auth(&config_with_account(edit)).unwrap();
+        let got = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now());
+        if valid {
+            assert!(got.is_ok(), "case {i}: {got:?}");
+        } else {
+            assert_eq!(got.err(), Some(AuthFailure::AccountInvalid), "case {i}");
+            assert!(
+                cfg.warnings()
+                    .iter()
+                    .any(|w| w.contains("validation issues")),
+                "case {i}: {:?}",
+                cfg.warnings()
+            );
+        }
+    }
+}
+
+#[test]
+fn configured_account_signing_keys_admit_their_users() {
+    let signer = KeyPair::new_account();
+    let cfg = auth(&format!(
+        "accounts {{ PROD: {{ signing_keys: [\"{}\"] }} }}\n",
+        signer.public_key()
+    ))
+    .unwrap();
+    assert!(cfg.nonce_required() && cfg.auth_required());
+    let prod = cfg.account_id("PROD").unwrap();
+    let user = KeyPair::new_user();
+    let mut data = ClaimsData {
+        sub: user.public_key(),
+        ..ClaimsData::default()
+    };
+    let mut claims = UserClaims {
+        limits: UserPermissionLimits::unlimited(),
+        ..UserClaims::default()
+    };
+    claims.limits.payload = 64;
+    let token = encode::user(data.clone(), claims.clone(), &signer).unwrap();
+    let id = check(&cfg, &connect(&token, Some(&user)), now()).unwrap();
+    assert_eq!(id.account, prod);
+    assert_eq!(id.limits.max_payload, Some(64));
+    // Bearer-less users must sign the nonce; other issuers are unknown.
+    assert_eq!(
+        check(&cfg, &connect(&token, None), now()).err(),
+        Some(AuthFailure::MissingSignature)
+    );
+    let stranger = KeyPair::new_account();
+    let token = encode::user(data.clone(), claims.clone(), &stranger).unwrap();
+    assert_eq!(
+        check(&cfg, &connect(&token, Some(&user)), now()).err(),
+        Some(AuthFailure::UnknownAccount)
+    );
+    data.exp = 1;
+    let token = encode::user(data, claims, &signer).unwrap();
+    assert!(matches!(
+        check(&cfg, &connect(&token, Some(&user)), now()).err(),
+        Some(AuthFailure::Jwt(JwtError::Expired))
+    ));
 }
 
 #[test]
