@@ -344,11 +344,13 @@ fn account_subs_are_counted_across_connections() {
 #[test]
 fn account_jwt_validation_marks_the_account_invalid() {
     use crate::auth::jwt::claims::{Export, ExportType};
-    let stream = |subject: &str| Export {
-        subject: subject.into(),
-        kind: Some(ExportType::Stream),
-        ..Export::default()
-    };
+    fn stream(subject: &str) -> Export {
+        Export {
+            subject: subject.into(),
+            kind: Some(ExportType::Stream),
+            ..Export::default()
+        }
+    }
     type Edit = Box<dyn Fn(&mut AccountClaims)>;
     let cases: Vec<(Edit, bool)> = vec![
         (Box::new(|a| a.exports = vec![stream("a.>")]), true),
