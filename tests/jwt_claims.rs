@@ -18,11 +18,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{
-    Daemon, Launch, Nats, RawConn, Server, TIMEOUT, ringnats_bin, run_to_exit, scratch_dir,
-};
+use common::{Launch, Nats, RawConn, Server, TIMEOUT, scratch_dir};
 use nkeys::KeyPair;
 use ringnats::auth::jwt::claims::{Export, ExportType, Import, Permission, TimeRange};
 use ringnats::auth::jwt::{
@@ -136,39 +132,15 @@ fn user(
     (pair, token)
 }
 
-/// Connects raw, signs the INFO nonce with `signer` and sends CONNECT with `jwt`.
-fn raw_login(port: u16, jwt: &str, signer: &KeyPair) -> RawConn {
-    let mut conn = RawConn::connect(port);
-    let nonce = conn.info()["nonce"]
-        .as_str()
-        .expect("nonce in INFO")
-        .to_string();
-    let sig = URL_SAFE_NO_PAD.encode(signer.sign(nonce.as_bytes()).expect("sign"));
-    conn.send_connect(&format!(
-        r#"{{"verbose":false,"pedantic":false,"protocol":1,"jwt":"{jwt}","sig":"{sig}"}}"#
-    ));
-    conn
-}
-
-/// Logs in and asserts it worked: a PING gets its PONG, with at most INFO lines before it.
+/// Logs in and asserts it worked.
 #[track_caller]
 fn login(port: u16, jwt: &str, signer: &KeyPair) -> RawConn {
-    let mut conn = raw_login(port, jwt, signer);
-    let lines = conn.ping_pong();
-    assert!(
-        lines.iter().all(|l| l.starts_with(b"INFO ")),
-        "{:?}",
-        lines.iter().map(|l| common::show(l)).collect::<Vec<_>>()
-    );
-    conn
+    RawConn::connect_jwt(port, jwt, signer).expect_logged_in()
 }
 
 #[track_caller]
 fn assert_refused(port: u16, jwt: &str, signer: &KeyPair) {
-    let mut conn = raw_login(port, jwt, signer);
-    conn.send(b"PING\r\n");
-    conn.expect_err("Authorization Violation");
-    conn.expect_closed();
+    RawConn::connect_jwt(port, jwt, signer).expect_refused();
 }
 
 fn now_unix() -> i64 {
@@ -540,7 +512,7 @@ fn configured_account_signing_key_issues_users() {
     );
     // Always ringnats itself, also when the suite runs against nats-server, which has no such
     // mode.
-    let server = Daemon::start(Launch::listen(&ringnats_bin(), &config, &["--shards", "2"]));
+    let server = Launch::ringnats().config(&config).start();
     let (u, token) = user(&signer, |_, c| {
         c.limits.permissions.publish = Permission {
             allow: vec!["prod.>".into()],
@@ -607,15 +579,7 @@ fn configured_account_signing_keys_are_validated_with_file_line_and_key() {
         ),
     ] {
         std::fs::write(&conf, body).expect("write");
-        let out = run_to_exit(
-            std::process::Command::new(ringnats_bin()).args([
-                "-t",
-                "-c",
-                conf.to_str().expect("utf-8"),
-            ]),
-            b"",
-            TIMEOUT,
-        );
+        let out = Launch::ringnats().run(&["-t", "-c", conf.to_str().expect("utf-8")], b"");
         assert!(!out.status.success(), "{out:?}");
         for word in words {
             assert!(out.stderr.contains(word), "no {word:?} in {out:?}");
