@@ -240,7 +240,9 @@ fn reload(cli: &Cli, server: &Server, current: ServerOptions) -> ServerOptions {
             return current;
         }
     };
-    let security = match Security::from_options(&new) {
+    // An account update on the monitoring thread must not slip in between.
+    let _auth_update = server.shared().lock_auth_update();
+    let security = match Security::from_options_after(&new, &server.shared().snapshot().auth) {
         Ok(security) => security,
         Err(err) => {
             tracing::error!("Failed to reload server configuration: {err}");

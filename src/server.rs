@@ -34,7 +34,24 @@ pub struct Security {
 impl Security {
     /// Compiles `authorization`, `accounts`, `tls` and the matching flags (flags win).
     pub fn from_options(opts: &ServerOptions) -> Result<Security, ConfigError> {
-        let mut auth = AuthConfig::from_options_with_cli(opts, &opts.cli_auth)?;
+        Security::build(opts, None)
+    }
+
+    /// [`Security::from_options`] for a reload: account ids stay those of `previous`, and in
+    /// operator mode the account JWTs it holds stay unless the config or the resolver
+    /// directory has newer ones.
+    pub fn from_options_after(
+        opts: &ServerOptions,
+        previous: &AuthConfig,
+    ) -> Result<Security, ConfigError> {
+        Security::build(opts, Some(previous))
+    }
+
+    fn build(opts: &ServerOptions, previous: Option<&AuthConfig>) -> Result<Security, ConfigError> {
+        let mut auth = match previous {
+            Some(previous) => AuthConfig::from_options_after(opts, previous)?,
+            None => AuthConfig::from_options_with_cli(opts, &opts.cli_auth)?,
+        };
         let tls = match (&opts.cli_tls, opts.auth_section("tls")) {
             (Some(cli), _) => {
                 let settings = TlsSettings::from_files(
@@ -76,6 +93,10 @@ pub struct Shared {
     /// when `opts_generation` changes (at most once per tick).
     snapshot: Mutex<Arc<Snapshot>>,
     opts_generation: AtomicU64,
+    /// Held while a new authentication configuration is computed and installed (a reload on
+    /// the control thread, an account update on the monitoring thread), so neither loses the
+    /// other's change.
+    auth_update: Mutex<()>,
     /// Open client connections, all shards. Incremented on accept, decremented on close.
     connections: AtomicUsize,
     /// Set once by the control thread; read by shards every tick.
@@ -134,6 +155,7 @@ impl Shared {
             monitor: crate::monitor::Monitoring::new(shard_count),
             snapshot: Mutex::new(Arc::new(snapshot)),
             opts_generation: AtomicU64::new(0),
+            auth_update: Mutex::new(()),
             connections: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             listen_addr,
@@ -166,6 +188,27 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Serialises computing and installing a new authentication configuration (see
+    /// `auth_update`); hold it from reading the current snapshot to installing the new one.
+    pub fn lock_auth_update(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.auth_update.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs `auth` with the current options and TLS (an account update): the shards pick it
+    /// up on their next turn and re-check every live connection against it, as after a reload.
+    pub fn install_auth(&self, auth: AuthConfig) {
+        let mut guard = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = Snapshot {
+            opts: guard.opts.clone(),
+            auth: Arc::new(auth),
+            tls: guard.tls.clone(),
+        };
+        *guard = Arc::new(snapshot);
+        drop(guard);
+        self.opts_generation.fetch_add(1, Ordering::AcqRel);
+        self.monitor.wake_shards();
     }
 
     pub fn options(&self) -> Arc<ServerOptions> {

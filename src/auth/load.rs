@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use ahash::AHashMap;
 
 use crate::auth::accounts::{self, AccountDef, ImportTable};
+use crate::auth::resolver::Previous;
 use crate::auth::user_pass::{Secret, is_bcrypt};
 use crate::auth::{
     AUTH_TIMEOUT_DEFAULT, AuthConfig, CliAuth, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT,
@@ -31,6 +32,15 @@ struct ParsedUser {
 }
 
 pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, ConfigError> {
+    build_with(opts, cli, None)
+}
+
+/// [`build`], keeping the account ids (and, in operator mode, the account JWTs) of `previous`.
+pub(crate) fn build_with(
+    opts: &ServerOptions,
+    cli: &CliAuth,
+    previous: Option<Previous>,
+) -> Result<AuthConfig, ConfigError> {
     let mut cfg = AuthConfig {
         token: None,
         single_user: None,
@@ -62,7 +72,7 @@ pub(crate) fn build(opts: &ServerOptions, cli: &CliAuth) -> Result<AuthConfig, C
     if let Some(settings) = operator_settings {
         check_operator_exclusive(&cfg, opts, cli)?;
         let (mut mode, system) =
-            operator::build(settings, &mut cfg.accounts, &mut cfg.account_ids)?;
+            operator::build(settings, &mut cfg.accounts, &mut cfg.account_ids, previous)?;
         cfg.warnings.extend(mode.take_warnings());
         cfg.operator = Some(mode);
         cfg.system_account = system;

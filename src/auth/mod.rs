@@ -16,6 +16,7 @@ pub mod jwt;
 mod load;
 pub mod nkey;
 pub mod operator;
+pub mod resolver;
 pub mod tls_map;
 pub mod token;
 pub mod user_pass;

@@ -25,8 +25,9 @@ use crate::auth::jwt::{
     UserClaims, UserPermissionLimits, UserScope,
 };
 use crate::auth::nkey::PublicNkey;
+use crate::auth::resolver::{self, Previous, Resolver};
 use crate::auth::{AccountDef, AuthFailure, ClientIdentity, ConnLimits};
-use crate::config::{ConfigError, Pos, ServerOptions, Value, ValueKind};
+use crate::config::{ConfigError, Pos, ServerOptions, Value};
 use crate::perms::{PermissionSpec, Permissions, ResponsePermission};
 use crate::protocol::ConnectOptions;
 
@@ -60,6 +61,11 @@ pub struct OperatorMode {
     /// Signing keys of configured accounts, no operator ([`OperatorMode::hybrid`]): accounts
     /// are keyed by signing key and a user's account is the one its issuer signs for.
     hybrid: bool,
+    /// The JWT each account in `accounts` was built from, by public key (for updates, lookups
+    /// and the next build).
+    jwts: resolver::AccountJwts,
+    /// Where the accounts come from and how updates are kept.
+    resolver: Resolver,
     /// Verified user JWTs by their exact text. A std mutex: taken briefly once per JWT CONNECT
     /// by whichever shard runs it; never on the message path.
     #[allow(clippy::disallowed_types)]
@@ -225,6 +231,7 @@ pub(crate) struct OperatorSettings {
     operators: Vec<(ClaimsData, OperatorClaims)>,
     trusted_keys: Vec<String>,
     preload: Vec<(String, String, Pos)>,
+    resolver: Resolver,
     system_account: Option<(String, Pos)>,
     /// Where `trusted_keys` or the first operator was configured, for errors.
     pos: Pos,
@@ -271,6 +278,8 @@ impl OperatorMode {
             accounts: by_key,
             warnings: Vec::new(),
             hybrid: true,
+            jwts: resolver::AccountJwts::default(),
+            resolver: Resolver::None,
             verified: Default::default(),
         })
     }
@@ -278,6 +287,33 @@ impl OperatorMode {
     /// Start-up warnings, taken once (the config loader reports them).
     pub(crate) fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The JWT of each account, by public key.
+    pub fn jwts(&self) -> &resolver::AccountJwts {
+        &self.jwts
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// Whether `key` may sign account JWTs (an operator's identity or signing key, or a
+    /// `trusted_keys` entry).
+    pub fn is_trusted_key(&self, key: &str) -> bool {
+        self.trusted_keys.iter().any(|k| k == key)
+    }
+
+    /// Whether `key` is the identity of an operator whose `strict_signing_key_usage` forbids
+    /// signing accounts with it.
+    pub fn is_strict_identity(&self, key: &str) -> bool {
+        self.strict_identities.iter().any(|k| k == key)
+    }
+
+    /// Whether `key` may sign operator requests such as a delete (nats-server
+    /// `getOperatorKeys`: the identity unless strict, and the signing keys).
+    pub fn is_operator_key(&self, key: &str) -> bool {
+        self.is_trusted_key(key) && !self.is_strict_identity(key)
     }
 
     /// Live connections counted against `key`'s `limits.conn`.
@@ -754,7 +790,7 @@ pub(crate) fn parse_settings(
             trusted_keys.push(key.to_string());
         }
     }
-    read_resolver(opts, &pos)?;
+    let resolver = resolver::parse(opts, &pos)?;
     let preload = read_preload(opts)?;
     let system_account = match opts
         .auth_section("system_account")
@@ -767,6 +803,7 @@ pub(crate) fn parse_settings(
         operators,
         trusted_keys,
         preload,
+        resolver,
         system_account,
         pos,
     }))
@@ -822,47 +859,6 @@ fn decorated_jwt(text: &str) -> &str {
     text.trim()
 }
 
-/// `resolver: MEMORY` is the only resolver this build has; the others are refused clearly.
-fn read_resolver(opts: &ServerOptions, pos: &Pos) -> Result<(), ConfigError> {
-    let Some(value) = opts.auth_section("resolver") else {
-        return Err(ConfigError::Invalid {
-            pos: pos.clone(),
-            key: "operator".into(),
-            msg: "operators require an account resolver to be configured".into(),
-        });
-    };
-    let refuse = |what: &str| {
-        value.error(
-            "resolver",
-            format!(
-                "{what} is not supported yet by this ringnats build; use `resolver: MEMORY` \
-                 with `resolver_preload`"
-            ),
-        )
-    };
-    match &value.kind {
-        ValueKind::String(s) if s.eq_ignore_ascii_case("MEMORY") => Ok(()),
-        ValueKind::String(s) if s.to_ascii_uppercase().starts_with("URL(") => {
-            Err(refuse("the URL resolver"))
-        }
-        ValueKind::Map(map) => {
-            let kind = map
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            match kind.as_str() {
-                "full" | "cache" => Err(refuse(&format!("`resolver: {{ type: {kind} }}`"))),
-                _ => Err(value.error("resolver", "resolver type must be full or cache")),
-            }
-        }
-        _ => Err(value.error(
-            "resolver",
-            "unknown resolver: expected MEMORY, URL(…) or a map",
-        )),
-    }
-}
-
 fn read_preload(opts: &ServerOptions) -> Result<Vec<(String, String, Pos)>, ConfigError> {
     let Some(value) = opts.auth_section("resolver_preload") else {
         return Ok(Vec::new());
@@ -885,8 +881,9 @@ pub(crate) fn build(
     settings: OperatorSettings,
     accounts: &mut Vec<AccountDef>,
     account_ids: &mut AHashMap<String, u32>,
+    previous: Option<Previous>,
 ) -> Result<(OperatorMode, u32), ConfigError> {
-    let mut trusted_keys = settings.trusted_keys;
+    let mut trusted_keys = settings.trusted_keys.clone();
     let mut strict_identities = Vec::new();
     let mut operator_system = None;
     for (data, claims) in &settings.operators {
@@ -916,48 +913,162 @@ pub(crate) fn build(
         accounts: AHashMap::new(),
         warnings: Vec::new(),
         hybrid: false,
+        jwts: resolver::AccountJwts::default(),
+        resolver: settings.resolver.clone(),
         verified: Default::default(),
     };
-    for (key, token, pos) in settings.preload {
-        let account = mode.preload_account(&key, &token, &pos, accounts.len())?;
-        if let Some(why) = &account.invalid {
-            // nats-server `checkResolvePreloads` warns; its users are then refused.
-            mode.warnings.push(format!(
-                "{pos}: Account [{key}] has validation issues: {why}"
-            ));
+    for (name, source) in account_sources(&settings, previous)? {
+        let id = accounts.len();
+        if let Some((token, origin)) = source {
+            let pos = match &origin {
+                Origin::Preload(pos) => pos,
+                Origin::Directory | Origin::Update => &settings.pos,
+            };
+            match mode.preload_account(&name, &token, pos, id) {
+                Ok(account) => {
+                    if let Some(why) = &account.invalid {
+                        // nats-server `checkResolvePreloads` warns; its users are then refused.
+                        mode.warnings.push(format!(
+                            "{pos}: Account [{name}] has validation issues: {why}"
+                        ));
+                    }
+                    if account.claims.limits.data > 0 {
+                        mode.warnings.push(format!(
+                            "{pos}: limits.data of account [{name}] is not enforced (nor by \
+                             nats-server)"
+                        ));
+                    }
+                    mode.jwts.insert(name.clone(), token);
+                    mode.accounts.insert(name.clone(), Arc::new(account));
+                }
+                // A bad file in the directory only leaves its account out (nats-server finds
+                // out at the account's first lookup); a bad preload or update is refused.
+                Err(err) if origin == Origin::Directory => {
+                    tracing::warn!("resolver directory: account {name} not loaded: {err}");
+                }
+                Err(err) => return Err(err),
+            }
         }
-        if account.claims.limits.data > 0 {
-            mode.warnings.push(format!(
-                "{pos}: limits.data of account [{key}] is not enforced (nor by nats-server)"
-            ));
-        }
-        account_ids.insert(key.clone(), account.id);
-        accounts.push(AccountDef::new(key.clone()));
-        mode.accounts.insert(key, Arc::new(account));
+        account_ids.insert(name.clone(), u32::try_from(id).unwrap_or(u32::MAX));
+        accounts.push(AccountDef::new(name));
     }
     for line in imports::apply(&mode.accounts, accounts, jwt::encode::now_unix()) {
         mode.warnings.push(line);
     }
-    let system = match system_key {
-        Some(key) => match account_ids.get(&key) {
-            Some(id) => *id,
-            None => {
-                // Not preloaded: the system account exists for `$SYS` but no user can join it.
-                let id = u32::try_from(accounts.len()).unwrap_or(u32::MAX);
-                account_ids.insert(key.clone(), id);
-                accounts.push(AccountDef::new(key));
-                id
-            }
-        },
+    // Without a JWT the system account still exists for `$SYS`, but no user can join it.
+    let system_name = system_key.unwrap_or_else(|| crate::auth::DEFAULT_SYSTEM_ACCOUNT.into());
+    let system = match account_ids.get(&system_name) {
+        Some(id) => *id,
         None => {
-            let _ = settings.pos;
             let id = u32::try_from(accounts.len()).unwrap_or(u32::MAX);
-            account_ids.insert(crate::auth::DEFAULT_SYSTEM_ACCOUNT.into(), id);
-            accounts.push(AccountDef::new(crate::auth::DEFAULT_SYSTEM_ACCOUNT));
+            account_ids.insert(system_name.clone(), id);
+            accounts.push(AccountDef::new(system_name));
             id
         }
     };
     Ok((mode, system))
+}
+
+/// Where an account JWT of a build came from (which decides what a bad one does).
+#[derive(Clone, Debug, PartialEq)]
+enum Origin {
+    Preload(Pos),
+    Directory,
+    Update,
+}
+
+/// The accounts of a build in id order: the previous build's first (a name without a JWT keeps
+/// its id as a placeholder), then new ones (preloads in config order, then by key).
+#[allow(clippy::type_complexity)]
+fn account_sources(
+    settings: &OperatorSettings,
+    previous: Option<Previous>,
+) -> Result<Vec<(String, Option<(String, Origin)>)>, ConfigError> {
+    let fresh = match &previous {
+        Some(p) if !p.reread => Vec::new(),
+        _ => fresh_sources(settings)?,
+    };
+    let Previous {
+        order,
+        jwts,
+        reread,
+    } = previous.unwrap_or_default();
+    // On a reload a JWT that no longer passes (other operator keys) only leaves its account out.
+    let kept = if reread {
+        Origin::Directory
+    } else {
+        Origin::Update
+    };
+    let mut merged: AHashMap<String, (String, Origin)> = jwts
+        .0
+        .into_iter()
+        .map(|(key, token)| (key, (token, kept.clone())))
+        .collect();
+    let mut new_names = Vec::new();
+    for (key, token, origin) in fresh {
+        match merged.get(&key) {
+            Some((stored, _)) if !resolver::is_newer(&token, stored) => continue,
+            Some(_) => {}
+            None if !order.contains(&key) => new_names.push(key.clone()),
+            None => {}
+        }
+        merged.insert(key, (token, origin));
+    }
+    let mut updated: Vec<String> = merged
+        .keys()
+        .filter(|k| !order.contains(k) && !new_names.contains(k))
+        .cloned()
+        .collect();
+    updated.sort();
+    Ok(order
+        .into_iter()
+        .chain(new_names)
+        .chain(updated)
+        .map(|name| {
+            let source = merged.remove(&name);
+            (name, source)
+        })
+        .collect())
+}
+
+/// `resolver_preload` and (full resolver) the directory, the preloads written into it first
+/// unless it holds newer ones; preloads in config order, then the other files by key.
+fn fresh_sources(
+    settings: &OperatorSettings,
+) -> Result<Vec<(String, String, Origin)>, ConfigError> {
+    let preload: Vec<(String, String, Origin)> = settings
+        .preload
+        .iter()
+        .map(|(key, token, pos)| (key.clone(), token.clone(), Origin::Preload(pos.clone())))
+        .collect();
+    let Resolver::Full(full) = &settings.resolver else {
+        return Ok(preload);
+    };
+    let pairs: Vec<(String, String)> = preload
+        .iter()
+        .map(|(key, token, _)| (key.clone(), token.clone()))
+        .collect();
+    let stored = full.load(&pairs).map_err(|msg| ConfigError::Invalid {
+        pos: settings.pos.clone(),
+        key: "resolver".into(),
+        msg,
+    })?;
+    let mut out: Vec<(String, String, Origin)> = preload
+        .into_iter()
+        .map(|(key, token, origin)| {
+            // The directory's copy is the newer one when it kept its own.
+            match stored.iter().find(|(k, _)| *k == key) {
+                Some((_, text)) if *text != token => (key, text.clone(), Origin::Directory),
+                _ => (key, token, origin),
+            }
+        })
+        .collect();
+    for (key, token) in stored {
+        if !out.iter().any(|(k, _, _)| *k == key) {
+            out.push((key, token, Origin::Directory));
+        }
+    }
+    Ok(out)
 }
 
 impl OperatorMode {

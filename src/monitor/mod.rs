@@ -13,6 +13,7 @@
 // behind one written on reload and read per request. Neither is touched per message.
 #![allow(clippy::disallowed_types)]
 
+pub mod claims;
 pub mod endpoints;
 pub mod events;
 pub mod gotime;
@@ -125,6 +126,13 @@ impl Monitoring {
             if let Some(waker) = self.wakers.get().and_then(|w| w.get(i)) {
                 waker.wake_always();
             }
+        }
+    }
+
+    /// Wakes every shard (a new snapshot is there to pick up).
+    pub fn wake_shards(&self) {
+        for waker in self.wakers.get().into_iter().flatten() {
+            waker.wake_always();
         }
     }
 

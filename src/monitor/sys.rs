@@ -60,8 +60,28 @@ pub async fn run(shared: Arc<Shared>, mut work: tokio::sync::mpsc::UnboundedRece
     let process_start = std::time::Instant::now();
     let mut heartbeat = tokio::time::interval(STATSZ_INTERVAL);
     heartbeat.tick().await;
+    // The full resolver's directory poll (read once: `resolver` cannot change on a reload).
+    let mut directory = super::claims::DirectoryPoll::default();
+    let mut poll = super::claims::DirectoryPoll::interval(&shared).map(|every| {
+        let mut poll = tokio::time::interval(every);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll
+    });
     loop {
+        let poll_tick = async {
+            match poll.as_mut() {
+                Some(poll) => {
+                    poll.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
+            _ = poll_tick => {
+                if !shared.is_shutting_down() {
+                    directory.poll(&shared);
+                }
+            }
             item = work.recv() => {
                 let Some(item) = item else { return };
                 handle(&shared, item, &mut cpu, process_start).await;
@@ -121,6 +141,25 @@ async fn handle(
             reply,
             payload,
         } => {
+            if system {
+                let claims = shared
+                    .snapshot()
+                    .auth
+                    .operator()
+                    .and_then(|o| o.resolver().claims_request(subject.as_bytes()));
+                if let Some(claims) = claims {
+                    let body = super::claims::answer(shared, &claims, &payload).await;
+                    if let (Some(body), false) = (body, reply.is_empty()) {
+                        let publish = SysPublish {
+                            account,
+                            subject: reply,
+                            payload: body,
+                        };
+                        shared.monitor.publish(shard, publish);
+                    }
+                    return;
+                }
+            }
             let request = Request {
                 account,
                 system,

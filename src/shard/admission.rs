@@ -405,6 +405,20 @@ impl Shard {
                         "User Authentication Revoked",
                         CloseReason::AuthenticationViolation,
                     ),
+                    // An account update lowered `limits.conn` below the live connections
+                    // (nats-server `updateAccountClaimsWithRefresh`).
+                    Some(AuthFailure::AccountConnectionsExceeded) => self.close_with_error(
+                        slot,
+                        "maximum account active connections exceeded",
+                        CloseReason::MaxConnectionsExceeded,
+                    ),
+                    // The account was deleted from the resolver (nats-server `removeCb`
+                    // expires it).
+                    Some(AuthFailure::UnknownAccount) => self.close_with_error(
+                        slot,
+                        "Account Authentication Expired",
+                        CloseReason::AuthenticationViolation,
+                    ),
                     Some(_) => self.close_with_error(
                         slot,
                         "Authorization Violation",

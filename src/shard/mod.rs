@@ -798,9 +798,7 @@ impl Shard {
         }
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
-        if msg.subject.first() == Some(&b'$') {
-            self.sys_request(slot, account, &msg);
-        }
+        let served = msg.subject.first() == Some(&b'$') && self.sys_request(slot, account, &msg);
         let echo_skip = if flags.echo { None } else { Some(slot) };
         if msg.subject.starts_with(crate::account::REPLY_PREFIX) {
             let token = self.shared.replies.decode(msg.subject);
@@ -809,7 +807,7 @@ impl Shard {
                 return;
             }
         }
-        let mut has_interest = self.route(account, &msg, echo_skip);
+        let mut has_interest = self.route(account, &msg, echo_skip) | served;
         if self
             .crosses_accounts
             .get(account as usize)

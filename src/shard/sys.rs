@@ -33,15 +33,24 @@ const ACCOUNT_SCOPED_REQUESTS: &[&[u8]] = &[
 ];
 
 impl Shard {
-    /// A PUB whose subject starts with `$`: hands a `$SYS.REQ.` request to the monitoring
-    /// thread, which answers on `reply` in the requester's account.
-    pub(super) fn sys_request(&mut self, slot: u32, account: u32, msg: &Published<'_>) {
-        if !msg.subject.starts_with(b"$SYS.REQ.") || msg.reply.is_empty() {
-            return;
-        }
+    /// A PUB whose subject starts with `$`: hands a `$SYS.REQ.` request (or a system-account
+    /// claims update, which needs no reply subject) to the monitoring thread, which answers
+    /// on `reply` in the requester's account. Returns whether the resolver serves it (then
+    /// the publisher gets no "no responders", as nats-server's resolver subscribes there).
+    pub(super) fn sys_request(&mut self, slot: u32, account: u32, msg: &Published<'_>) -> bool {
         let system = account == self.snapshot.auth.system_account();
+        let claims = system
+            && self
+                .snapshot
+                .auth
+                .operator()
+                .and_then(|o| o.resolver().claims_request(msg.subject))
+                .is_some();
+        if !claims && (!msg.subject.starts_with(b"$SYS.REQ.") || msg.reply.is_empty()) {
+            return false;
+        }
         if !system && !ACCOUNT_SCOPED_REQUESTS.contains(&msg.subject) {
-            return;
+            return false;
         }
         let conn = &self.conns[slot as usize];
         let work = SysWork::Request {
@@ -54,6 +63,7 @@ impl Shard {
             payload: msg.payload.to_vec(),
         };
         self.shared.monitor.sys_work(work);
+        claims
     }
 
     /// Publishes what the monitoring thread handed back (a reply or an event).

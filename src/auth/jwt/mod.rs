@@ -221,6 +221,48 @@ pub fn decode_activation(token: &str) -> Result<(ClaimsData, ActivationClaims), 
     Ok((p.data, p.nats))
 }
 
+/// nats-io/jwt `DecodeGeneric`: a token of any claim type whose signature by its `iss` checks
+/// out; `nats` comes back as JSON for the caller to read (a `$SYS.REQ.CLAIMS.DELETE` request).
+pub fn decode_generic(
+    token: &str,
+) -> Result<(ClaimsData, serde_json::Map<String, serde_json::Value>), JwtError> {
+    if token.len() > JWT_BYTES_MAX {
+        return Err(JwtError::TooLong);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::NotThreeParts);
+    };
+    let header_json = base64url(header)?;
+    check_header(&header_json)?;
+    let claims: Payload<serde_json::Map<String, serde_json::Value>> = parse(&base64url(payload)?)?;
+    let sig = base64url(signature)?;
+    if sig.len() != SIGNATURE_BYTES {
+        return Err(JwtError::Signature);
+    }
+    // A v1 header (`ed25519`) signs the payload part alone.
+    let v1 = serde_json::from_slice::<serde_json::Value>(&header_json)
+        .ok()
+        .and_then(|h| {
+            h.get("alg")?
+                .as_str()
+                .map(|a| a.eq_ignore_ascii_case("ed25519"))
+        })
+        .unwrap_or(false);
+    let signed = if v1 {
+        payload
+    } else {
+        &token[..header.len() + 1 + payload.len()]
+    };
+    let issuer = KeyPair::from_public_key(&claims.data.iss).map_err(|_| JwtError::Issuer)?;
+    issuer
+        .verify(signed.as_bytes(), &sig)
+        .map_err(|_| JwtError::Signature)?;
+    Ok((claims.data, claims.nats))
+}
+
 /// Fuzz entry point (cargo-fuzz target `jwt`): any bytes as a token, and as the JWT of a
 /// `.creds` file, must end in `Ok` or a [`JwtError`], never a panic; an accepted token
 /// re-decodes to the same claims.

@@ -527,10 +527,9 @@ fn config_errors_use_nats_server_wording() {
             .unwrap_err()
             .contains("system_account in config and operator JWT must be identical")
     );
-    let text =
-        vector_config("").replace("resolver: MEMORY", "resolver: { type: full, dir: \"jwt\" }");
+    let text = vector_config("").replace("resolver: MEMORY", "resolver: { type: cache, dir: jwt }");
     assert!(
-        auth(&text).unwrap_err().contains("not supported yet"),
+        auth(&text).unwrap_err().contains("not supported"),
         "{}",
         auth(&text).unwrap_err()
     );
