@@ -233,10 +233,10 @@ fn login_max_payload(port: u16, token: &str, user: &KeyPair) -> Option<i64> {
     }
     lines
         .iter()
+        .rev()
         .filter_map(|l| l.strip_prefix(b"INFO "))
         .filter_map(|json| serde_json::from_slice::<Value>(json).ok())
-        .filter_map(|info| info["max_payload"].as_i64())
-        .last()
+        .find_map(|info| info["max_payload"].as_i64())
 }
 
 /// The next line that is not an INFO.
