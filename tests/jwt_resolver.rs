@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{BrokerBin, Daemon, RawConn, ReadEnd, TIMEOUT, scratch_dir, show};
+use common::{Launch, RawConn, ReadEnd, Server, TIMEOUT, scratch_dir, show};
 use nkeys::KeyPair;
 use ringnats::auth::jwt::claims::{NO_LIMIT, Permission};
 use ringnats::auth::jwt::{
@@ -33,9 +33,9 @@ use ringnats::auth::jwt::{
 use serde_json::Value;
 
 /// The brokers a test runs against: ringnats, and nats-server 2.9.10 when installed.
-fn brokers() -> Vec<BrokerBin> {
-    let mut out = vec![BrokerBin::ringnats(2)];
-    out.extend(BrokerBin::nats_server());
+fn brokers() -> Vec<Launch> {
+    let mut out = vec![Launch::ringnats()];
+    out.extend(Launch::nats_server());
     out
 }
 
@@ -344,8 +344,8 @@ fn probe(conn: &mut RawConn) -> (bool, Vec<String>) {
     }
 }
 
-fn start(broker: &BrokerBin, config: &str) -> Daemon {
-    broker.start(config, &[])
+fn start(broker: &Launch, config: &str) -> Server {
+    broker.config(config).start()
 }
 
 fn stored(dir: &Path, key: &KeyPair) -> Option<String> {
@@ -513,7 +513,7 @@ fn refused_pushes_get_the_error_json_and_change_nothing() {
 fn older_and_untrusted_pushes_are_refused_by_ringnats() {
     // nats-server 2.9.10's full resolver stores both and answers "jwt updated" (an untrusted
     // one then fails to apply, only logged): ringnats refuses them before anything changes.
-    let broker = BrokerBin::ringnats(2);
+    let broker = Launch::ringnats();
     let fx = Fixture::new();
     let dir = fx.jwt_dir("jwt");
     let server = start(&broker, &fx.full_config(&dir, ""));
@@ -622,7 +622,7 @@ fn a_lowered_connection_limit_closes_the_extra_connections() {
                 ),
             }
         }
-        assert_eq!(open, 1, "{}", broker.bin.display());
+        assert_eq!(open, 1, "{}", broker.name());
         let mut extra = connect_jwt(port, &token, &user);
         extra.send(b"PING\r\n");
         assert_eq!(
@@ -761,7 +761,7 @@ fn delete_requests_need_allow_delete_and_the_operator() {
 #[test]
 fn an_edited_jwt_file_is_noticed_by_ringnats() {
     // nats-server 2.9.10 does not notice file changes (spec jwt.md §8): ringnats only.
-    let broker = BrokerBin::ringnats(2);
+    let broker = Launch::ringnats();
     let fx = Fixture::new();
     let dir = fx.jwt_dir("jwt");
     std::fs::create_dir_all(&dir).expect("mkdir");
