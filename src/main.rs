@@ -115,7 +115,7 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     // as a taken client port does; `/healthz` answers 503 until the shards are up.
     let monitor_slot = ringnats::monitor::http::SharedSlot::default();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let monitor_addr = match start_monitoring(&opts, &monitor_slot, started_rx) {
+    let monitor_addr = match start_monitoring(&opts, &security, &monitor_slot, started_rx) {
         Ok(addr) => addr,
         Err(err) => {
             tracing::error!("{err}");
@@ -136,8 +136,8 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     let shared = server.shared().clone();
     let _ = monitor_slot.set(shared.clone());
     let _ = started_tx.send(shared.clone());
-    if let Some(addr) = monitor_addr {
-        tracing::info!("Starting http monitor on {addr}");
+    if let Some((scheme, addr)) = monitor_addr {
+        tracing::info!("Starting {scheme} monitor on {addr}");
     }
     tracing::info!(
         "  Name:     {}",
@@ -205,14 +205,16 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
     }
 }
 
-/// Binds the monitoring port (if configured) and starts its thread; returns its address.
+/// Binds the monitoring port (if configured) and starts its thread; returns its scheme and
+/// address.
 fn start_monitoring(
     opts: &ServerOptions,
+    security: &ringnats::server::Security,
     slot: &ringnats::monitor::http::SharedSlot,
     started: tokio::sync::oneshot::Receiver<std::sync::Arc<ringnats::server::Shared>>,
-) -> Result<Option<std::net::SocketAddr>, ringnats::monitor::http::MonitorError> {
-    let listener = ringnats::monitor::http::bind(opts)?;
-    let addr = listener.as_ref().map(|l| l.addr);
+) -> Result<Option<(&'static str, std::net::SocketAddr)>, ringnats::monitor::http::MonitorError> {
+    let listener = ringnats::monitor::http::bind(opts, security.tls.as_ref())?;
+    let addr = listener.as_ref().map(|l| (l.scheme(), l.addr));
     // The thread runs until the process exits.
     drop(ringnats::monitor::http::spawn(
         listener,

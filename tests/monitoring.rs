@@ -45,12 +45,26 @@ impl Reply {
 
 /// `GET path` on 127.0.0.1:`port`, HTTP/1.1 with `Connection: close`.
 fn get(port: u16, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to monitor port");
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to monitor port");
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    get_on(stream, path)
+}
+
+/// `GET path` on an open stream (plain or TLS), reading the answer to the end.
+fn get_on(mut stream: impl Read + Write, path: &str) -> Reply {
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("send request");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            // A TLS peer may close without close_notify once the answer is complete.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => panic!("read response: {e} after {raw:?}"),
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
     let status = head
@@ -550,4 +564,107 @@ async fn a_scrape_loop_beside_traffic() {
     let varz = get(http, "/varz").json();
     assert!(varz["in_msgs"].as_u64().unwrap() >= MESSAGES as u64);
     assert!(varz["out_msgs"].as_u64().unwrap() >= MESSAGES as u64);
+}
+
+/// `https_port`: the endpoints over TLS with the server's `tls {}` certificate. As nats-server
+/// 2.9.10 (`getMonitoringTLSConfig`: `ClientAuth = NoClientCert`), the monitoring port asks
+/// no client certificate even when the client port verifies them.
+#[cfg(feature = "test-pki")]
+mod https {
+    use std::net::TcpStream;
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, StreamOwned};
+
+    use super::common::tls_client::{Admission, Pki, admission};
+    use super::common::{BrokerBin, Daemon, Launch, TIMEOUT, pick_port};
+    use super::{ACCOUNTS, Reply, get_on};
+
+    /// `GET path` over TLS on 127.0.0.1:`port`.
+    fn get_tls(port: u16, config: Arc<rustls::ClientConfig>, path: &str) -> Reply {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to monitor port");
+        tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let conn = ClientConnection::new(config, name).expect("client connection");
+        get_on(StreamOwned::new(conn, tcp), path)
+    }
+
+    /// A client port that verifies client certificates, monitoring on `https_port`.
+    fn scenario_https_port(broker: &BrokerBin) {
+        let pki = Pki::new();
+        let https = pick_port();
+        let config = format!(
+            "{ACCOUNTS}\n{}\nhttps_port: {https}\n",
+            pki.tls_block_with_ca("verify: true")
+        );
+        let daemon = broker.start(&config, &[]);
+        let no_cert = pki.client(None);
+        let varz = get_tls(https, no_cert.clone(), "/varz");
+        assert_eq!(varz.status, 200, "{}", varz.body);
+        assert_eq!(varz.content_type, "application/json");
+        let varz = varz.json();
+        assert_eq!(varz["https_port"], https, "{varz}");
+        assert_eq!(varz["http_port"], 0, "{varz}");
+        assert_eq!(varz["tls_verify"], true, "{varz}");
+        let healthz = get_tls(https, no_cert.clone(), "/healthz");
+        assert_eq!(healthz.body, r#"{"status":"ok"}"#);
+        let with_cert = pki.client(Some(&pki.pki.alice_o_cn));
+        assert_eq!(get_tls(https, with_cert, "/connz").status, 200);
+        // The client port still refuses a client without a certificate.
+        let refused = admission(daemon.port(), no_cert, r#"{"verbose":false}"#);
+        assert!(
+            !matches!(refused, Admission::Pong),
+            "client port admitted a client without a certificate"
+        );
+    }
+
+    #[test]
+    fn https_port_serves_monitoring_without_client_certificates() {
+        scenario_https_port(&BrokerBin::ringnats(2));
+    }
+
+    #[test]
+    fn https_port_serves_monitoring_without_client_certificates_nats_server() {
+        let Some(nats_server) = BrokerBin::nats_server() else {
+            return;
+        };
+        scenario_https_port(&nats_server);
+    }
+
+    /// Starts `broker` with `config`, which must stop the start; returns its output.
+    fn refused_start(broker: &BrokerBin, config: &str) -> String {
+        let args: Vec<&str> = broker.args.iter().map(String::as_str).collect();
+        let mut daemon = Daemon::spawn(Launch::listen(&broker.bin, config, &args));
+        let status = daemon.wait_exit(TIMEOUT);
+        assert!(!status.success(), "started with {config}");
+        daemon.output()
+    }
+
+    fn scenario_https_refusals(broker: &BrokerBin) {
+        let pki = Pki::new();
+        let out = refused_start(broker, &format!("https_port: {}", pick_port()));
+        assert!(out.contains("TLS cert and key required for HTTPS"), "{out}");
+        let both = format!(
+            "{}\nhttp_port: {}\nhttps_port: {}",
+            pki.tls_block(""),
+            pick_port(),
+            pick_port()
+        );
+        let out = refused_start(broker, &both);
+        assert!(out.contains("can't specify both HTTP"), "{out}");
+    }
+
+    #[test]
+    fn https_port_needs_tls_and_excludes_http_port() {
+        scenario_https_refusals(&BrokerBin::ringnats(1));
+    }
+
+    #[test]
+    fn https_port_needs_tls_and_excludes_http_port_nats_server() {
+        let Some(nats_server) = BrokerBin::nats_server() else {
+            return;
+        };
+        scenario_https_refusals(&nats_server);
+    }
 }

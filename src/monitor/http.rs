@@ -5,6 +5,12 @@
 //! read timeout drops the stuck ones) without a thread per connection.
 //! Invariant: nothing here runs on a shard or holds anything a shard waits for; at most
 //! `HTTP_CONNS_MAX` connections are served at once, the others are closed on accept.
+//!
+//! `https_port` serves the same endpoints over TLS with the server's `tls {}` certificate
+//! (tokio-rustls), asking no client certificate, as nats-server's `getMonitoringTLSConfig`.
+//! Each handshake takes the certificate of the current configuration, so a reload that
+//! changes it applies to the next monitoring connection, and must end within
+//! `HEADER_READ_TIMEOUT`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -22,6 +28,7 @@ use crate::monitor::endpoints::{self, ConnzView, DEFAULT_LIST_LIMIT, HealthStatu
 use crate::monitor::process::CpuSampler;
 use crate::monitor::query::{ConnFilter, QueryKind, SortKey, StateFilter, SubFilter, SubsWanted};
 use crate::server::Shared;
+use crate::tls::TlsSettings;
 
 /// Monitoring connections served at once; more are closed on accept.
 const HTTP_CONNS_MAX: usize = 256;
@@ -37,6 +44,9 @@ pub struct MonitorListener {
     /// The ports `/varz` reports.
     http_port: u16,
     https_port: u16,
+    /// With `https_port`: the TLS config of the start-up configuration (used until the
+    /// server runs, and if a reload removes the `tls` block).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Errors that keep the monitoring server from starting.
@@ -47,24 +57,43 @@ pub enum MonitorError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("https_port needs the server's TLS settings (a tls block or --tls flags)")]
+    /// nats-server's words (`StartMonitoring`).
+    #[error("TLS cert and key required for HTTPS")]
     NoTls,
-    #[error("monitoring over https is not supported yet; use http_port")]
-    HttpsUnsupported,
+    #[error("can't specify both HTTP ({http}) and HTTPs ({https}) ports")]
+    BothPorts { http: i32, https: i32 },
+    #[error("monitoring TLS: {0}")]
+    Tls(String),
     #[error("cannot start the monitoring thread: {0}")]
     Thread(std::io::Error),
 }
 
-/// Binds the monitoring port if the options ask for one; an error if it is taken.
-pub fn bind(opts: &ServerOptions) -> Result<Option<MonitorListener>, MonitorError> {
-    if opts.https_port != 0 {
-        return Err(MonitorError::HttpsUnsupported);
+/// Binds the monitoring port if the options ask for one (`http_port`, or `https_port` with
+/// the server's `tls` settings); an error if it is taken or the options conflict.
+pub fn bind(
+    opts: &ServerOptions,
+    tls: Option<&TlsSettings>,
+) -> Result<Option<MonitorListener>, MonitorError> {
+    if opts.http_port != 0 && opts.https_port != 0 {
+        return Err(MonitorError::BothPorts {
+            http: opts.http_port,
+            https: opts.https_port,
+        });
     }
-    if opts.http_port == 0 {
-        return Ok(None);
-    }
+    let (wanted, tls) = match (opts.http_port, opts.https_port) {
+        (0, 0) => return Ok(None),
+        (http, 0) => (http, None),
+        (_, https) => {
+            let tls = tls.ok_or(MonitorError::NoTls)?;
+            (
+                https,
+                Some(tls.monitoring_config().map_err(MonitorError::Tls)?),
+            )
+        }
+    };
     let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
-    let port = u16::try_from(opts.http_port).unwrap_or(0);
+    // -1 (random) and anything out of range bind a free port, as nats-server does for -1.
+    let port = u16::try_from(wanted).unwrap_or(0);
     let addr_text = format!("{host}:{port}");
     let listen_err = |source| MonitorError::Listen {
         addr: addr_text.clone(),
@@ -73,14 +102,26 @@ pub fn bind(opts: &ServerOptions) -> Result<Option<MonitorListener>, MonitorErro
     let addr = resolve(&host, port).map_err(listen_err)?;
     let listener = listener_socket(addr).map_err(listen_err)?;
     let addr = listener.local_addr().map_err(listen_err)?;
+    let (http_port, https_port) = match tls {
+        None => (addr.port(), 0),
+        Some(_) => (0, addr.port()),
+    };
     Ok(Some(MonitorListener {
         listener,
         addr,
         base_path: normalize_base_path(&opts.http_base_path),
         http_host: host,
-        http_port: addr.port(),
-        https_port: 0,
+        http_port,
+        https_port,
+        tls,
     }))
+}
+
+impl MonitorListener {
+    /// `"https"` or `"http"`, for the start-up line.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 /// Filled in once the shards are up; until then `/healthz` answers 503.
@@ -140,6 +181,8 @@ struct State {
     cpu: Mutex<CpuSampler>,
     process_start: Instant,
     conns: AtomicUsize,
+    /// `https_port`: the start-up TLS config (see `MonitorListener::tls`); `None` for http.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 async fn serve(listener: MonitorListener, shared: SharedSlot) {
@@ -164,6 +207,7 @@ async fn serve(listener: MonitorListener, shared: SharedSlot) {
         cpu: Mutex::new(CpuSampler::new()),
         process_start: Instant::now(),
         conns: AtomicUsize::new(0),
+        tls: listener.tls,
     });
     loop {
         let (stream, _) = match tcp.accept().await {
@@ -181,20 +225,40 @@ async fn serve(listener: MonitorListener, shared: SharedSlot) {
         }
         let state = state.clone();
         tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let service_state = state.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let state = service_state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(io, service)
-                .await;
+            match state.tls_config() {
+                None => serve_connection(&state, stream).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let handshake =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => serve_connection(&state, tls).await,
+                        Ok(Err(err)) => tracing::debug!("monitoring: TLS handshake failed: {err}"),
+                        Err(_) => tracing::debug!("monitoring: TLS handshake timed out"),
+                    }
+                }
+            }
             state.conns.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Serves HTTP/1 requests on one accepted connection (plain or TLS) until it closes.
+async fn serve_connection<S>(state: &Arc<State>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service_state = state.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let state = service_state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(io, service)
+        .await;
 }
 
 /// The endpoints, by path below the base path.
@@ -414,6 +478,18 @@ fn connz_view(query: &Query) -> Result<ConnzView, String> {
 }
 
 impl State {
+    /// The TLS config for the next `https_port` handshake: the running configuration's
+    /// certificate (reloads included), else the start-up one; `None` on `http_port`.
+    fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        let initial = self.tls.as_ref()?;
+        let current = self
+            .shared
+            .get()
+            .and_then(|shared| shared.snapshot().tls.clone())
+            .and_then(|tls| tls.monitoring_config().ok());
+        Some(current.unwrap_or_else(|| Arc::clone(initial)))
+    }
+
     fn count(&self, path: &str) {
         let mut stats = self.req_stats.lock().unwrap_or_else(|e| e.into_inner());
         *stats.entry(path.to_string()).or_insert(0) += 1;

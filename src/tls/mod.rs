@@ -160,6 +160,21 @@ impl TlsSettings {
         })
     }
 
+    /// The config of the `https_port` monitoring listener: the same certificate, and no
+    /// client certificate asked whatever `verify` says (nats-server `getMonitoringTLSConfig`
+    /// sets `ClientAuth = NoClientCert`).
+    pub fn monitoring_config(&self) -> Result<Arc<ServerConfig>, String> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&self.config.cert_resolver));
+        config.max_early_data_size = 0;
+        // Go's net/http offers HTTP/1.1 over TLS; hyper here speaks HTTP/1 only.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// A fresh server-side session for one accepted connection.
     pub fn new_session(&self) -> TlsSession {
         // `ServerConnection::new` fails only for a config without a usable protocol version,
