@@ -448,6 +448,70 @@ fn connz_sorts_pages_and_filters() {
     }
 }
 
+/// `/subsz` match statistics after three subscriptions on `foo.bar` (one plain, one
+/// wildcard, one queue) and eleven publishes on two subjects, then an UNSUB. `exact`: the
+/// figures ringnats gives with one shard (every publish is one index lookup; the cache holds
+/// the two subjects); otherwise the ones nats-server must give too, whose per-client cache
+/// answers repeats before its sublist is asked.
+fn scenario_subsz_match_stats(http: u16, port: u16, exact: bool) {
+    let mut c = RawConn::connect(port);
+    c.send_connect(r#"{"verbose":false}"#);
+    c.send(b"SUB foo.* 1\r\nSUB foo.bar 2\r\nSUB foo.bar q 3\r\n");
+    for _ in 0..10 {
+        c.send(b"PUB foo.bar 2\r\nhi\r\n");
+    }
+    c.send(b"PUB foo.baz 2\r\nhi\r\n");
+    c.ping_pong();
+    let stats = get(http, "/subsz").json();
+    let number = |key: &str| {
+        stats[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {stats}"))
+    };
+    assert!(number("num_inserts") >= 3.0, "{stats}");
+    assert!(number("num_matches") >= 2.0, "{stats}");
+    assert!(number("num_cache") >= 2.0, "{stats}");
+    assert!(number("max_fanout") >= 3.0, "{stats}");
+    assert!(number("avg_fanout") > 0.0, "{stats}");
+    let hit_rate = number("cache_hit_rate");
+    assert!((0.0..=1.0).contains(&hit_rate), "{stats}");
+    if exact {
+        assert_eq!(number("num_matches"), 11.0, "{stats}");
+        assert_eq!(number("cache_hit_rate"), 9.0 / 11.0, "{stats}");
+        assert_eq!(number("num_cache"), 2.0, "{stats}");
+        assert_eq!(number("max_fanout"), 3.0, "{stats}");
+        assert_eq!(number("avg_fanout"), 2.0, "(3 + 1) / 2: {stats}");
+    }
+    c.send(b"UNSUB 2\r\n");
+    c.ping_pong();
+    let after = get(http, "/subsz").json();
+    assert!(after["num_removes"].as_u64().unwrap() >= 1, "{after}");
+    if exact {
+        assert_eq!(after["max_fanout"], 2, "{after}");
+    }
+}
+
+/// Starts `broker` without accounts (clients need no credentials) and a monitoring port.
+fn start_open(broker: &BrokerBin) -> (Daemon, u16) {
+    let http = pick_port();
+    (broker.start(&format!("http_port: {http}"), &[]), http)
+}
+
+#[test]
+fn subsz_match_statistics_move_with_traffic() {
+    let (daemon, http) = start_open(&BrokerBin::ringnats(1));
+    scenario_subsz_match_stats(http, daemon.port(), true);
+}
+
+#[test]
+fn subsz_match_statistics_move_with_traffic_nats_server() {
+    let Some(nats_server) = BrokerBin::nats_server() else {
+        return;
+    };
+    let (daemon, http) = start_open(&nats_server);
+    scenario_subsz_match_stats(http, daemon.port(), false);
+}
+
 #[test]
 fn unknown_paths_are_404_and_the_base_path_applies() {
     let (_daemon, http) = start_monitored(&BrokerBin::ringnats(1), "http_base_path: /nats");

@@ -383,16 +383,22 @@ pub struct Subsz {
     pub subscriptions_list: Vec<SubJson>,
 }
 
+/// nats-server `Sublist.Stats` summed over the shards as its `SublistStats.add` sums
+/// accounts: `num_matches` counts subject index lookups (ringnats has no per-client cache in
+/// front of the index, so every routed publish is one), `cache_hit_rate` the share the match
+/// cache answered, and the fanouts are over the cached results (each shard's cache holds its
+/// own subscribers).
 pub fn sublist_stats(totals: &ShardTotals) -> SublistStats {
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     SublistStats {
         num_subscriptions: totals.subscriptions,
         num_cache: totals.cache_len,
         num_inserts: totals.sub_inserts,
         num_removes: totals.sub_removes,
-        num_matches: 0,
-        cache_hit_rate: GoFloat(0.0),
-        max_fanout: 0,
-        avg_fanout: GoFloat(0.0),
+        num_matches: totals.matches,
+        cache_hit_rate: GoFloat(ratio(totals.cache_hits, totals.matches)),
+        max_fanout: totals.fanout_max,
+        avg_fanout: GoFloat(ratio(totals.fanout_total, totals.cache_len)),
     }
 }
 

@@ -171,6 +171,13 @@ pub struct ShardTotals {
     pub cache_len: u64,
     pub sub_inserts: u64,
     pub sub_removes: u64,
+    /// Subject index lookups and those the match cache answered (all accounts).
+    pub matches: u64,
+    pub cache_hits: u64,
+    /// The largest and the summed fanout of the cached match results (`/subsz` queries only;
+    /// 0 in the others).
+    pub fanout_max: u64,
+    pub fanout_total: u64,
 }
 
 impl ShardTotals {
@@ -186,6 +193,10 @@ impl ShardTotals {
         self.cache_len += other.cache_len;
         self.sub_inserts += other.sub_inserts;
         self.sub_removes += other.sub_removes;
+        self.matches += other.matches;
+        self.cache_hits += other.cache_hits;
+        self.fanout_max = self.fanout_max.max(other.fanout_max);
+        self.fanout_total += other.fanout_total;
     }
 }
 

@@ -127,7 +127,10 @@ impl Shard {
         match what {
             QueryKind::Totals | QueryKind::Publish(_) => {}
             QueryKind::Conns(filter) => self.fill_conns(filter, &mut report),
-            QueryKind::Subs(filter) => self.fill_subs(filter, &mut report),
+            QueryKind::Subs(filter) => {
+                self.fill_fanout(&mut report.totals);
+                self.fill_subs(filter, &mut report);
+            }
         }
         report
     }
@@ -165,16 +168,27 @@ impl Shard {
             totals.out_msgs += acc.out_msgs;
             totals.out_bytes += acc.out_bytes;
         }
-        totals.cache_len = self
-            .accounts
-            .iter()
-            .map(|a| a.local.cache_len() as u64)
-            .sum();
+        for index in &self.accounts {
+            let (lookups, misses) = index.local.lookups();
+            totals.cache_len += index.local.cache_len() as u64;
+            totals.matches += lookups;
+            totals.cache_hits += lookups.wrapping_sub(misses);
+        }
         report.totals = totals;
         report.accounts = accounts;
     }
 
-    fn fill_conns(&mut self, filter: &ConnFilter, report: &mut ShardReport) {
+    /// nats-server `Sublist.Stats` fanout: over the cached match results of every account's
+    /// local index (this walks the caches, so only `/subsz` asks for it).
+    fn fill_fanout(&self, totals: &mut ShardTotals) {
+        for index in &self.accounts {
+            let stats = index.local.stats();
+            totals.fanout_max = totals.fanout_max.max(stats.fanout_max);
+            totals.fanout_total += stats.fanout_total;
+        }
+    }
+
+    fn fill_conns(&self, filter: &ConnFilter, report: &mut ShardReport) {
         let clock = Clock::now();
         let account_id = match &filter.account {
             Some(name) => match self.snapshot.auth.account_id(name) {

@@ -155,6 +155,11 @@ impl<T: Copy + Eq + Hash> MatchCache<T> {
         self.entries.len()
     }
 
+    /// The fanout (plain subscriptions plus queue members) of every cached result.
+    pub fn fanouts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().map(|e| e.matches.len())
+    }
+
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -3,6 +3,8 @@
 //! Hot: `matches` runs once per PUB. A repeated subject is one hash lookup in the match cache
 //! (`cache.rs`) and does not allocate; a cache miss walks the trie, doing work bounded by the
 //! number of subject tokens and the subscriptions found, and allocates the cached result.
+//! `matches` counts its calls (one plain add) and its cache misses (on the miss path only),
+//! for `/subsz` ([`SubjectIndex::stats`]).
 //! Cold: `insert` and `remove` run on SUB and UNSUB (and on remote interest changes) and may
 //! allocate. They keep the cache exact by updating only the cached subjects the changed filter
 //! matches, so a SUB on an unrelated subject leaves a hot cache alone.
@@ -62,6 +64,24 @@ pub struct SubjectIndex<T: Copy + Eq + Hash> {
     scratch: Matches<T>,
     len: usize,
     generation: u64,
+    /// `matches` calls, and those the cache did not answer (nats-server `Sublist.matches` and,
+    /// by difference, `cacheHits`).
+    lookups: u64,
+    misses: u64,
+}
+
+/// What `/subsz` shows of one index: nats-server's `SublistStats` inputs.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct IndexStats {
+    /// `matches` calls.
+    pub lookups: u64,
+    /// Of which the match cache answered.
+    pub cache_hits: u64,
+    /// Subjects in the match cache.
+    pub cached: u64,
+    /// The largest and the summed fanout of the cached results.
+    pub fanout_max: u64,
+    pub fanout_total: u64,
 }
 
 impl<T: Copy + Eq + Hash> SubjectIndex<T> {
@@ -79,6 +99,8 @@ impl<T: Copy + Eq + Hash> SubjectIndex<T> {
             scratch: Matches::default(),
             len: 0,
             generation: 0,
+            lookups: 0,
+            misses: 0,
         }
     }
 
@@ -121,9 +143,11 @@ impl<T: Copy + Eq + Hash> SubjectIndex<T> {
     /// is empty or has an empty token (`a..b`, `.x`, `x.`) matches nothing, as in nats-server's
     /// `Sublist.match`. A repeated subject is served from the cache without allocating.
     pub fn matches(&mut self, subject: &[u8]) -> &Matches<T> {
+        self.lookups = self.lookups.wrapping_add(1);
         if let Some(slot) = self.cache.slot(subject) {
             return self.cache.at(slot);
         }
+        self.misses = self.misses.wrapping_add(1);
         let tokens: Tokens<'_> = subject.split(|&b| b == TOKEN_SEPARATOR).collect();
         if tokens.iter().any(|t| t.is_empty()) {
             debug_assert!(self.empty.is_empty(), "the empty result was written");
@@ -158,6 +182,26 @@ impl<T: Copy + Eq + Hash> SubjectIndex<T> {
     /// The number of subjects in the match cache (at most its capacity).
     pub fn cache_len(&self) -> usize {
         self.cache.len()
+    }
+
+    /// `matches` calls and cache misses so far (no walk).
+    pub fn lookups(&self) -> (u64, u64) {
+        (self.lookups, self.misses)
+    }
+
+    /// The match counters and the fanout of the cached results (walks the cache: cold).
+    pub fn stats(&self) -> IndexStats {
+        let mut stats = IndexStats {
+            lookups: self.lookups,
+            cache_hits: self.lookups.wrapping_sub(self.misses),
+            cached: self.cache.len() as u64,
+            ..IndexStats::default()
+        };
+        for fanout in self.cache.fanouts() {
+            stats.fanout_max = stats.fanout_max.max(fanout as u64);
+            stats.fanout_total += fanout as u64;
+        }
+        stats
     }
 
     /// Drops every cached result (for tests and memory pressure); the next matches walk the trie.
@@ -629,6 +673,23 @@ mod tests {
             "second match was not a cache hit"
         );
         assert_eq!(index.cache_len(), 1);
+    }
+
+    #[test]
+    fn stats_count_lookups_hits_and_cached_fanout() {
+        let mut index = index_of(&["a.*", "a.b"]);
+        index.insert(b"a.b", Some(b"q"), 7);
+        assert_eq!(index.stats(), IndexStats::default());
+        for _ in 0..3 {
+            index.matches(b"a.b");
+        }
+        index.matches(b"a.c");
+        index.matches(b"a..c");
+        let stats = index.stats();
+        assert_eq!((stats.lookups, stats.cache_hits), (5, 2));
+        assert_eq!(stats.cached, 2, "a.b and a.c");
+        assert_eq!((stats.fanout_max, stats.fanout_total), (3, 4));
+        assert_eq!(index.lookups(), (5, 3));
     }
 
     #[test]

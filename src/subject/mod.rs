@@ -19,7 +19,7 @@ pub mod cache;
 pub mod index;
 
 pub use cache::{MATCH_CACHE_CAPACITY_DEFAULT, MatchCache};
-pub use index::{Matches, QueueMatch, SubjectIndex};
+pub use index::{IndexStats, Matches, QueueMatch, SubjectIndex};
 
 /// The token separator.
 pub const TOKEN_SEPARATOR: u8 = b'.';
