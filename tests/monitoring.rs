@@ -512,6 +512,106 @@ fn subsz_match_statistics_move_with_traffic_nats_server() {
     scenario_subsz_match_stats(http, daemon.port(), false);
 }
 
+/// A Go duration string (`"1.5ms"`, `"2m3.1s"`, `"812µs"`, `"0s"`) as seconds.
+fn go_duration(text: &str) -> f64 {
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or_else(|| panic!("no unit in {text:?}"));
+        let (number, tail) = rest.split_at(split);
+        let number: f64 = number.parse().unwrap_or_else(|_| panic!("{text:?}"));
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "µs" | "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => panic!("unit {unit:?} in {text:?}"),
+        };
+        total += number * scale;
+        rest = tail;
+    }
+    total
+}
+
+/// The `rtt` `/connz` shows for client `cid`, in seconds.
+fn rtt_of(http: u16, cid: u64) -> f64 {
+    let connz = get(http, &format!("/connz?cid={cid}")).json();
+    let rtt = connz["connections"][0]["rtt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rtt for {cid}: {connz}"));
+    go_duration(rtt)
+}
+
+/// RTT as nats-server measures it (`processConnect`, `setFirstPingTimer`, `processPingTimer`):
+/// the time from accept to CONNECT is the first estimate, shown at once; then a PING goes out
+/// 2 s (plus up to a fifth) after CONNECT even on a busy connection, never sooner (a client
+/// still in its handshake is not ready for one), and its PONG gives the measured RTT.
+fn scenario_rtt_soon_after_connect(broker: &BrokerBin) {
+    const CONNECT_DELAY: Duration = Duration::from_millis(1000);
+    let (daemon, http) = start_open(broker);
+    let mut c = RawConn::connect(daemon.port());
+    let cid = c.client_id();
+    c.set_auto_pong(false);
+    // The delay is the condition under test (a slow CONNECT gives a large first estimate),
+    // not a wait for something to happen.
+    std::thread::sleep(CONNECT_DELAY);
+    let connected = Instant::now();
+    c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
+    c.expect_line(b"PONG");
+    let estimate = rtt_of(http, cid);
+    assert!(
+        estimate >= CONNECT_DELAY.as_secs_f64(),
+        "the first RTT is accept to CONNECT: {estimate} s"
+    );
+    // Keep the connection busy (a publish whenever 100 ms pass without a line) until the
+    // server's PING comes.
+    let deadline = connected + TIMEOUT;
+    loop {
+        match c.try_read_line(Instant::now() + Duration::from_millis(100)) {
+            Ok(line) if line == b"PING" => break,
+            Ok(line) => panic!("unexpected line {}", common::show(&line)),
+            Err(common::ReadEnd::Timeout) => {
+                assert!(Instant::now() < deadline, "no RTT PING within {TIMEOUT:?}");
+                c.send(b"PUB busy 1\r\nx\r\n");
+            }
+            Err(end) => panic!("connection ended: {end:?}"),
+        }
+    }
+    let after = connected.elapsed();
+    assert!(
+        after >= Duration::from_secs(2),
+        "RTT PING {after:?} after CONNECT"
+    );
+    c.send(b"PONG\r\n");
+    c.expect_open();
+    let measured = rtt_of(http, cid);
+    assert!(
+        measured > 0.0 && measured < CONNECT_DELAY.as_secs_f64(),
+        "measured RTT {measured} s replaces the estimate {estimate} s"
+    );
+}
+
+#[test]
+fn rtt_shows_soon_after_connect() {
+    scenario_rtt_soon_after_connect(&BrokerBin::ringnats(2));
+}
+
+#[test]
+fn rtt_shows_soon_after_connect_nats_server() {
+    let Some(nats_server) = BrokerBin::nats_server() else {
+        return;
+    };
+    scenario_rtt_soon_after_connect(&nats_server);
+}
+
 #[test]
 fn unknown_paths_are_404_and_the_base_path_applies() {
     let (_daemon, http) = start_monitored(&BrokerBin::ringnats(1), "http_base_path: /nats");

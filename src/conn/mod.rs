@@ -170,8 +170,11 @@ pub struct Conn {
     pub close_reason: Option<CloseReason>,
     /// Traffic counters for monitoring; written only by the owning shard, plain adds.
     pub stats: ConnStats,
-    /// Round-trip time of the last server PING answered, and when the PING in flight was sent.
+    /// Round-trip time: first estimated as accept to CONNECT, then measured by each server
+    /// PING's PONG (nats-server `rtt`).
     pub rtt: Option<Duration>,
+    /// When the last server PING was sent (nats-server `rttStart`); a PONG measures `rtt` from
+    /// it, and the keepalive timer tells from it whether the RTT needs measuring.
     pub rtt_start: Option<Instant>,
     /// The TLS session, when the server requires TLS.
     pub tls: Option<Box<TlsSession>>,

@@ -749,8 +749,8 @@ impl Shard {
             Op::Pong => {
                 let conn = &mut self.conns[slot as usize];
                 conn.pings_out = 0;
-                if let Some(sent) = conn.rtt_start.take() {
-                    conn.rtt = Some(self.now.saturating_duration_since(sent));
+                if let Some(sent) = conn.rtt_start {
+                    conn.rtt = Some(rtt_since(self.now, sent));
                 }
             }
             Op::Connect { json } => self.on_connect(slot, json),
@@ -1671,6 +1671,12 @@ fn mark_dirty(dirty: &mut Vec<u32>, conn: &mut Conn, slot: u32) {
 
 /// xorshift64: queue member choice needs spread, not cryptographic strength.
 #[inline]
+/// nats-server `computeRTT`: the time since `start`, at least a nanosecond (0 means "none").
+fn rtt_since(now: Instant, start: Instant) -> Duration {
+    now.saturating_duration_since(start)
+        .max(Duration::from_nanos(1))
+}
+
 fn next_random(state: &mut u64) -> u64 {
     let mut x = *state;
     x ^= x << 13;

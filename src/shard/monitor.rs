@@ -8,25 +8,22 @@
 //! cache line. Server and account totals are sums over connections, taken when asked, plus what
 //! closed connections left behind.
 //! Invariant: nothing here blocks; a reply goes into an unbounded channel and a query whose
-//! asker has gone is answered into the void.
+//! asker has gone is answered into the void. A query reads the shard and never writes to a
+//! connection (the RTT `/connz` shows is kept by CONNECT and the keepalive PINGs).
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::conn::{CloseReason, Conn};
 use crate::monitor::query::{
     AccountTotals, ConnFilter, ConnInfo, QueryKind, ShardQuery, ShardReport, ShardTotals,
     StateFilter, SubFilter, SubInfo, SubsWanted,
 };
-use crate::protocol::encode;
-use crate::shard::{Shard, mark_dirty};
+use crate::shard::Shard;
 
 /// Closed connections remembered by the whole server (nats-server `MaxClosedClients`); each
 /// shard keeps its share.
 pub const CLOSED_CONNS_MAX: usize = 10_000;
-/// nats-server `maxNoRTTPingBeforeFirstPong`: a client that has not been answered a PONG yet
-/// may still be in its handshake, where a server PING would confuse it.
-const RTT_PING_AFTER: Duration = Duration::from_secs(2);
 
 /// Monitoring state of one shard.
 pub struct ShardMonitor {
@@ -227,16 +224,10 @@ impl Shard {
             found.select_nth_unstable_by(filter.keep, |a, b| sort.compare(&a.0, &b.0));
             found.truncate(filter.keep);
         }
-        let mut rtt_pings = Vec::new();
         for (mut info, source) in found {
             match source {
                 Source::Open(slot) => {
-                    let conn = &self.conns[slot as usize];
-                    let full = self.conn_info(conn, &clock, filter.subs);
-                    if wants_rtt_ping(conn, clock.now) {
-                        rtt_pings.push(slot);
-                    }
-                    info = full;
+                    info = self.conn_info(&self.conns[slot as usize], &clock, filter.subs);
                 }
                 Source::Closed(_) => {
                     if filter.subs == SubsWanted::None {
@@ -245,9 +236,6 @@ impl Shard {
                 }
             }
             report.conns.push(info);
-        }
-        for slot in rtt_pings {
-            self.send_rtt_ping(slot);
         }
     }
 
@@ -349,16 +337,6 @@ impl Shard {
         }
         info
     }
-
-    /// nats-server `getRTT`: a connection listed without an RTT yet gets a PING, so the next
-    /// listing shows one.
-    fn send_rtt_ping(&mut self, slot: u32) {
-        let now = Instant::now();
-        let conn = &mut self.conns[slot as usize];
-        conn.rtt_start = Some(now);
-        conn.out.pending_mut().extend_from_slice(encode::PING);
-        mark_dirty(&mut self.dirty, conn, slot);
-    }
 }
 
 /// Where a listed connection came from.
@@ -385,16 +363,6 @@ impl Clock {
     fn wall_of(&self, t: Instant) -> SystemTime {
         self.wall - self.now.saturating_duration_since(t)
     }
-}
-
-/// Whether a listed connection should get an RTT PING: a real client library (it sent a
-/// `lang`), past its handshake, with no RTT yet and none being measured.
-fn wants_rtt_ping(conn: &Conn, now: Instant) -> bool {
-    conn.rtt.is_none()
-        && conn.rtt_start.is_none()
-        && conn.connected
-        && !conn.lang.is_empty()
-        && now.saturating_duration_since(conn.created) > RTT_PING_AFTER
 }
 
 fn grow<T: Default + Clone>(list: &mut Vec<T>, index: usize) {

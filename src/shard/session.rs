@@ -5,14 +5,23 @@
 //! Invariant: a shard sends `Interest { add }` to its peers exactly when its local count of
 //! subscriptions for (account, filter, queue) goes 0 → 1, and `add: false` on 1 → 0.
 
+use std::time::Duration;
+
 use crate::conn::{CloseReason, ConnFlags};
 use crate::protocol::connect::{ConnectOptions, validate};
 use crate::protocol::encode;
 use crate::shard::mesh::ShardMsg;
 use crate::shard::{Shard, SubKey, Subscription, mark_dirty};
 
+/// nats-server `firstClientPingInterval`: the first PING, which measures the RTT, goes out
+/// this long after CONNECT (or after `ping_interval`, if shorter), plus up to a fifth more.
+/// Not sooner: nats-server's `maxNoRTTPingBeforeFirstPong` (also 2 s) is how long a client
+/// may still be in its handshake, where a PING it does not expect could confuse it.
+const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+
 impl Shard {
     pub(super) fn on_connect(&mut self, slot: u32, json: &[u8]) {
+        self.start_rtt(slot);
         let conn = &mut self.conns[slot as usize];
         // A CONNECT applies on top of the connection's current options (nats-server
         // unmarshals into the existing `clientOpts`, whose defaults are verbose and pedantic on).
@@ -51,6 +60,23 @@ impl Shard {
         conn.lang = std::mem::take(&mut opts.lang);
         conn.version = std::mem::take(&mut opts.version);
         self.authenticate(slot, &opts, flags);
+    }
+
+    /// nats-server `processConnect`: accept to CONNECT is the first RTT estimate (so `/connz`
+    /// shows one at once), and the keepalive timer restarts at the first-PING interval; the
+    /// timer sends that PING even on a busy connection (`tasks.rs`), measuring the real RTT.
+    fn start_rtt(&mut self, slot: u32) {
+        let first = self.limits.ping_interval.min(FIRST_PING_INTERVAL);
+        let fifth = u64::try_from((first / 5).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let jitter = Duration::from_nanos(super::next_random(&mut self.rng) % fifth);
+        let now = self.now;
+        let conn = &mut self.conns[slot as usize];
+        if conn.rtt.is_none() {
+            conn.rtt = Some(super::rtt_since(now, conn.created));
+        }
+        conn.next_ping = now + first + jitter;
     }
 
     pub(super) fn on_sub(&mut self, slot: u32, filter: &[u8], queue: &[u8], sid: &[u8]) {

@@ -181,7 +181,9 @@ impl Shard {
             name: conn.name.clone(),
             lang: conn.lang.clone(),
             ver: conn.version.clone(),
-            rtt: conn.rtt.map_or(0, nanos),
+            // nats-server sets `rtt` in the disconnect and auth-error events (those with a
+            // `stop`), not in the connect event.
+            rtt: stop.and(conn.rtt).map_or(0, nanos),
             stop: stop.map(rfc3339_nano),
             kind: "Client".into(),
             client_type: "nats".into(),

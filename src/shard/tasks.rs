@@ -14,6 +14,10 @@ use crate::shard::{Limits, Shard, mark_dirty};
 /// How long a graceful shutdown waits for output to drain before closing anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// nats-server `DEFAULT_RTT_MEASUREMENT_INTERVAL`: a connection whose last server PING is
+/// older than this (or that never had one) gets its next timer PING even while it is busy.
+const RTT_MEASUREMENT_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Connections a shard must have held for a later fall to a quarter of them to count as a
 /// mass disconnect (see `give_back_after_disconnects`).
 const MASS_DISCONNECT_MIN: usize = 1024;
@@ -57,8 +61,12 @@ impl Shard {
                 continue;
             }
             conn.next_ping = now + self.limits.ping_interval;
-            // nats-server processPingTimer: recent inbound activity makes the PING unneeded.
-            if now.duration_since(conn.last_activity) < self.limits.ping_interval {
+            // nats-server processPingTimer: recent inbound activity makes the PING unneeded,
+            // unless the RTT needs measuring.
+            let needs_rtt = conn
+                .rtt_start
+                .is_none_or(|sent| now.duration_since(sent) > RTT_MEASUREMENT_INTERVAL);
+            if !needs_rtt && now.duration_since(conn.last_activity) < self.limits.ping_interval {
                 continue;
             }
             if conn.pings_out + 1 > self.limits.ping_max {
