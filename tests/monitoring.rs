@@ -612,6 +612,34 @@ fn rtt_shows_soon_after_connect_nats_server() {
     scenario_rtt_soon_after_connect(&nats_server);
 }
 
+/// The monitoring thread runs at nice 19, so a heavy poll takes its time rather than a
+/// shard's (`/proc/<pid>/task/<tid>/stat`, field 19 is the nice value).
+#[test]
+fn the_monitoring_thread_yields_to_the_shards() {
+    let (daemon, http) = start_open(&BrokerBin::ringnats(1));
+    assert_eq!(get(http, "/healthz").status, 200);
+    let tasks = format!("/proc/{}/task", daemon.pid());
+    let nice_of = |tid: &str| {
+        let stat = std::fs::read_to_string(format!("{tasks}/{tid}/stat")).expect("stat");
+        let after_name = stat.rsplit_once(')').expect("comm").1;
+        let nice: i64 = after_name
+            .split_whitespace()
+            .nth(16)
+            .expect("nice")
+            .parse()
+            .unwrap();
+        nice
+    };
+    let mut seen = BTreeMap::new();
+    for entry in std::fs::read_dir(&tasks).expect("tasks") {
+        let tid = entry.expect("task").file_name().into_string().unwrap();
+        let comm = std::fs::read_to_string(format!("{tasks}/{tid}/comm")).unwrap_or_default();
+        seen.insert(comm.trim().to_string(), nice_of(&tid));
+    }
+    assert_eq!(seen.get("monitor"), Some(&19), "{seen:?}");
+    assert_eq!(seen.get("shard-0"), Some(&0), "{seen:?}");
+}
+
 #[test]
 fn unknown_paths_are_404_and_the_base_path_applies() {
     let (_daemon, http) = start_monitored(&BrokerBin::ringnats(1), "http_base_path: /nats");

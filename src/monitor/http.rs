@@ -11,6 +11,12 @@
 //! Each handshake takes the certificate of the current configuration, so a reload that
 //! changes it applies to the next monitoring connection, and must end within
 //! `HEADER_READ_TIMEOUT`.
+//!
+//! The thread runs at nice `MONITOR_NICE`: on a core it shares with a busy shard it gets a
+//! small share, so a heavy poll (`/connz?subs=1` over 10,000 connections serializes half a
+//! megabyte per request) takes its time instead of the shard's.
+// Lowering the thread's priority takes two libc calls; each names its SAFETY argument.
+#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -29,6 +35,11 @@ use crate::monitor::process::CpuSampler;
 use crate::monitor::query::{ConnFilter, QueryKind, SortKey, StateFilter, SubFilter, SubsWanted};
 use crate::server::Shared;
 use crate::tls::TlsSettings;
+
+/// The monitoring thread's nice value. Not `SCHED_IDLE` (as the blocking pool): that starves
+/// the thread outright on a saturated core, and a liveness probe on `/healthz` must still get
+/// its answer.
+const MONITOR_NICE: libc::c_int = 19;
 
 /// Monitoring connections served at once; more are closed on accept.
 const HTTP_CONNS_MAX: usize = 256;
@@ -138,6 +149,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
+            lower_priority();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .enable_time()
@@ -167,6 +179,17 @@ pub fn spawn(
             });
         })
         .map_err(MonitorError::Thread)
+}
+
+/// Sets this thread's nice value to `MONITOR_NICE` (refused: it keeps the default).
+fn lower_priority() {
+    // SAFETY: a plain syscall; on Linux the nice value is per thread, and `gettid` names this one.
+    let tid = unsafe { libc::gettid() };
+    let who = libc::id_t::try_from(tid).unwrap_or(0);
+    // SAFETY: as above.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, MONITOR_NICE) } != 0 {
+        tracing::debug!("monitoring thread keeps the default priority: setpriority refused");
+    }
 }
 
 /// State of the monitoring thread shared by its connections.

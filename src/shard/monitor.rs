@@ -120,11 +120,12 @@ impl Shard {
             shard: Some(self.id),
             ..ShardReport::default()
         };
-        self.fill_totals(&mut report);
         match what {
-            QueryKind::Totals | QueryKind::Publish(_) => {}
+            QueryKind::Totals | QueryKind::Publish(_) => self.fill_totals(&mut report),
+            // `/connz` shows no totals: the connections alone.
             QueryKind::Conns(filter) => self.fill_conns(filter, &mut report),
             QueryKind::Subs(filter) => {
+                self.fill_totals(&mut report);
                 self.fill_fanout(&mut report.totals);
                 self.fill_subs(filter, &mut report);
             }
@@ -194,8 +195,12 @@ impl Shard {
             },
             None => None,
         };
-        let mut found: Vec<(ConnInfo, Source)> = Vec::new();
+        // The open connections' numbers (no strings, nothing allocated per connection) and the
+        // closed ones by reference are what the sort chooses from; only the `keep` chosen are
+        // copied out in full.
+        let mut open: Vec<(ConnInfo, u32)> = Vec::new();
         if filter.state != StateFilter::Closed {
+            open.reserve(self.conns.len());
             for (slot, conn) in self.conns.iter().filter(|(_, c)| c.is_open()) {
                 if filter.cid.is_some_and(|cid| cid != conn.cid)
                     || account_id.is_some_and(|id| id != conn.account)
@@ -203,38 +208,42 @@ impl Shard {
                 {
                     continue;
                 }
-                let info = self.conn_info_numbers(conn, &clock);
-                found.push((info, Source::Open(slot as u32)));
+                open.push((self.conn_info_numbers(conn, &clock), slot as u32));
             }
         }
+        let mut rows: Vec<(&ConnInfo, Option<u32>)> = open
+            .iter()
+            .map(|(info, slot)| (info, Some(*slot)))
+            .collect();
         if filter.state != StateFilter::Open {
-            for (i, closed) in self.monitor.closed.iter().enumerate() {
+            for closed in &self.monitor.closed {
                 if filter.cid.is_some_and(|cid| cid != closed.info.cid)
                     || account_id.is_some_and(|id| id != closed.account_id)
                     || filter.user.as_ref().is_some_and(|u| *u != closed.info.user)
                 {
                     continue;
                 }
-                found.push((closed.info.clone(), Source::Closed(i)));
+                rows.push((&closed.info, None));
             }
         }
-        report.conns_matched = found.len();
-        if found.len() > filter.keep {
+        report.conns_matched = rows.len();
+        if rows.len() > filter.keep {
             let sort = filter.sort;
-            found.select_nth_unstable_by(filter.keep, |a, b| sort.compare(&a.0, &b.0));
-            found.truncate(filter.keep);
+            rows.select_nth_unstable_by(filter.keep, |a, b| sort.compare(a.0, b.0));
+            rows.truncate(filter.keep);
         }
-        for (mut info, source) in found {
-            match source {
-                Source::Open(slot) => {
-                    info = self.conn_info(&self.conns[slot as usize], &clock, filter.subs);
-                }
-                Source::Closed(_) => {
+        report.conns.reserve(rows.len());
+        for (info, open_slot) in rows {
+            let info = match open_slot {
+                Some(slot) => self.conn_info(&self.conns[slot as usize], &clock, filter.subs),
+                None => {
+                    let mut info = info.clone();
                     if filter.subs == SubsWanted::None {
                         info.subs.clear();
                     }
+                    info
                 }
-            }
+            };
             report.conns.push(info);
         }
     }
@@ -337,12 +346,6 @@ impl Shard {
         }
         info
     }
-}
-
-/// Where a listed connection came from.
-enum Source {
-    Open(u32),
-    Closed(#[allow(dead_code)] usize),
 }
 
 /// The wall clock and the monotonic clock read together, to turn a connection's `Instant`s
