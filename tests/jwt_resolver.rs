@@ -9,7 +9,7 @@
 //! (they keep their subscriptions; a lowered payload limit applies to them; a lowered `conn`
 //! limit closes the extra ones; a revoked user is closed) and to new ones; lookup, list and
 //! delete requests; refused pushes (garbage, a JWT over `max_control_line`, claims of the
-//! wrong types, another account's subject) get the error JSON and change nothing; the memory resolver updates the
+//! wrong types, another account's subject, claims nats-io/jwt validation refuses) get the error JSON and change nothing; the memory resolver updates the
 //! accounts it has and refuses a JWT signed by an unknown key. ringnats only (nats-server does
 //! neither): an update older than the stored JWT and one signed by an unknown key are refused
 //! by the full resolver too, and an edited `.jwt` file is noticed at `interval`. The last test
@@ -26,7 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Launch, RawConn, ReadEnd, Server, TIMEOUT, scratch_dir, show};
 use nkeys::KeyPair;
-use ringnats::auth::jwt::claims::{NO_LIMIT, Permission};
+use ringnats::auth::jwt::claims::{Export, ExportType, NO_LIMIT, Permission};
 use ringnats::auth::jwt::{
     AccountClaims, AccountLimits, ClaimsData, OperatorClaims, UserClaims, creds, encode,
 };
@@ -495,6 +495,21 @@ fn refused_pushes_get_the_error_json_and_change_nothing() {
             &reply,
             &other.public_key(),
             "jwt update resulted in error - subject does not match jwt content",
+        );
+        // Claims nats-io/jwt validation refuses: more exports than the limit allows.
+        let invalid = fx.account(&fx.a, "A", 3, |c| {
+            c.limits.exports = 0;
+            c.exports = vec![Export {
+                subject: "svc.x".into(),
+                kind: Some(ExportType::Service),
+                ..Export::default()
+            }];
+        });
+        let reply = request_json(&mut sys, "$SYS.REQ.CLAIMS.UPDATE", invalid.as_bytes());
+        assert_error(
+            &reply,
+            &fx.a.public_key(),
+            "jwt validation failed - validation errors",
         );
         // A user of account A pushing gets nothing and changes nothing.
         let mut pusher = login(port, &token, &user);

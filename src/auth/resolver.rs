@@ -584,6 +584,15 @@ pub fn updated(key: &str) -> ClaimsOutcome {
     ClaimsOutcome::ok(key, UPDATED)
 }
 
+/// nats-server `claimValidate`'s refusal: the claims do not pass nats-io/jwt validation.
+pub fn validation_failed(key: &str, why: &str) -> ClaimsOutcome {
+    ClaimsOutcome::failed(
+        key,
+        "jwt validation failed",
+        format!("validation errors: [{why}]"),
+    )
+}
+
 /// A checked update that could not be stored or applied.
 pub fn update_failed(key: &str, error: impl Into<String>) -> ClaimsOutcome {
     ClaimsOutcome::failed(key, UPDATE_ERROR, error)

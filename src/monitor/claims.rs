@@ -11,6 +11,7 @@
 
 use ahash::AHashMap;
 
+use crate::auth::AuthConfig;
 use crate::auth::resolver::{self, ClaimsOutcome, ClaimsRequest, Resolver};
 use crate::config::ConfigError;
 use crate::monitor::events::server_block;
@@ -79,7 +80,22 @@ fn update(shared: &Shared, subject_key: Option<&str>, payload: &[u8]) -> (Claims
         return (logged(resolver::updated(&checked.key)), false);
     }
     let changes = [(checked.key.clone(), Some(checked.jwt))];
-    if let Err(err) = apply(shared, &changes, true) {
+    let auth = match build(shared, &changes) {
+        Ok(auth) => auth,
+        Err(err) => return (logged(resolver::update_failed(&checked.key, err)), false),
+    };
+    // nats-server `claimValidate`: claims nats-io/jwt finds invalid are not stored.
+    let invalid = auth
+        .operator()
+        .and_then(|o| o.account(&checked.key))
+        .and_then(|a| a.invalid.clone());
+    if let Some(why) = invalid {
+        return (
+            logged(resolver::validation_failed(&checked.key, &why)),
+            false,
+        );
+    }
+    if let Err(err) = commit(shared, auth, &changes, true) {
         return (logged(resolver::update_failed(&checked.key, err)), false);
     }
     (logged(resolver::updated(&checked.key)), true)
@@ -121,14 +137,30 @@ fn delete(shared: &Shared, payload: &[u8]) -> (ClaimsOutcome, bool) {
 /// Builds the configuration with `changes`, writes them to the directory (full resolver, when
 /// `store`), and installs it. Nothing is written or installed when the build fails.
 fn apply(shared: &Shared, changes: &[(String, Option<String>)], store: bool) -> Result<(), String> {
+    let auth = build(shared, changes)?;
+    commit(shared, auth, changes, store)
+}
+
+/// The current configuration with `changes` (nothing is written or installed).
+fn build(shared: &Shared, changes: &[(String, Option<String>)]) -> Result<AuthConfig, String> {
     let snapshot = shared.snapshot();
-    let auth = snapshot
+    snapshot
         .auth
         .with_account_jwts(&snapshot.opts, changes)
         .map_err(|err| match err {
             ConfigError::Invalid { msg, .. } => msg,
             other => other.to_string(),
-        })?;
+        })
+}
+
+/// Writes `changes` to the directory (full resolver, when `store`) and installs `auth`.
+fn commit(
+    shared: &Shared,
+    auth: AuthConfig,
+    changes: &[(String, Option<String>)],
+    store: bool,
+) -> Result<(), String> {
+    let snapshot = shared.snapshot();
     if let (true, Some(Resolver::Full(full))) =
         (store, snapshot.auth.operator().map(|o| o.resolver()))
     {
