@@ -424,6 +424,10 @@ pub struct JwtConfigArgs {
     /// Files holding account JWTs to preload, repeatable.
     #[arg(long = "account", value_name = "FILE")]
     pub accounts: Vec<PathBuf>,
+    /// Print a full-resolver block storing the accounts in DIR (as `nsc generate config
+    /// --nats-resolver`) instead of the memory resolver.
+    #[arg(long = "resolver-dir", value_name = "DIR")]
+    pub resolver_dir: Option<PathBuf>,
 }
 
 /// `ringnats bench [SUBJECT]`: publishers, subscribers, queue groups, request/reply latency

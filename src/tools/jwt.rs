@@ -145,7 +145,8 @@ pub fn creds_file(args: &JwtCredsArgs) -> Result<String, String> {
     Ok(creds::format(&token, &seed))
 }
 
-/// `ringnats jwt config`: the memory-resolver block (as `nsc generate config --mem-resolver`).
+/// `ringnats jwt config`: the memory-resolver block (as `nsc generate config --mem-resolver`),
+/// or with `--resolver-dir` the full-resolver block (as `--nats-resolver`).
 pub fn config_block(args: &JwtConfigArgs) -> Result<String, String> {
     let op = read_trimmed(&args.operator)?;
     let (op_data, op_claims) =
@@ -154,7 +155,22 @@ pub fn config_block(args: &JwtConfigArgs) -> Result<String, String> {
     if !op_claims.system_account.is_empty() {
         out.push_str(&format!("system_account: {}\n", op_claims.system_account));
     }
-    out.push_str("\nresolver: MEMORY\n\nresolver_preload: {\n");
+    match &args.resolver_dir {
+        None => out.push_str("\nresolver: MEMORY\n"),
+        Some(dir) => {
+            let dir = dir.to_str().ok_or("--resolver-dir: not a UTF-8 path")?;
+            if dir.contains('\'') {
+                return Err("--resolver-dir: a path with ' cannot be quoted here".into());
+            }
+            out.push_str(&format!(
+                "\n# The full resolver: one <ACCOUNT_PUBLIC_KEY>.jwt per account in dir; updates \
+                 are pushed\n# on $SYS.REQ.CLAIMS.UPDATE (nsc push).\nresolver {{\n    type: full\n    \
+                 dir: '{dir}'\n    allow_delete: false\n    interval: \"2m\"\n    \
+                 timeout: \"1.9s\"\n}}\n"
+            ));
+        }
+    }
+    out.push_str("\nresolver_preload: {\n");
     for path in &args.accounts {
         let token = read_trimmed(path)?;
         let (data, _) =
@@ -332,18 +348,27 @@ mod tests {
         );
         std::fs::write(dir.join("op.jwt"), &op_jwt).unwrap();
         std::fs::write(dir.join("a.jwt"), &acc_jwt).unwrap();
-        let block = config_block(&JwtConfigArgs {
-            operator: dir.join("op.jwt"),
-            accounts: vec![dir.join("a.jwt")],
-        })
-        .unwrap();
-        let opts = crate::config::load_str(&block, Path::new("x.conf")).unwrap();
-        let auth = crate::auth::AuthConfig::from_options(&opts).unwrap();
+        for resolver_dir in [None, Some(dir.join("jwt"))] {
+            let block = config_block(&JwtConfigArgs {
+                operator: dir.join("op.jwt"),
+                accounts: vec![dir.join("a.jwt")],
+                resolver_dir: resolver_dir.clone(),
+            })
+            .unwrap();
+            let opts = crate::config::load_str(&block, Path::new("x.conf")).unwrap();
+            let auth = crate::auth::AuthConfig::from_options(&opts).unwrap();
+            let operator = auth.operator().unwrap();
+            assert!(operator.account(&acc.public_key()).is_some());
+            let full = matches!(
+                operator.resolver(),
+                crate::auth::resolver::Resolver::Full(_)
+            );
+            assert_eq!(full, resolver_dir.is_some(), "{block}");
+        }
         assert!(
-            auth.operator()
-                .unwrap()
-                .account(&acc.public_key())
-                .is_some()
+            dir.join("jwt")
+                .join(format!("{}.jwt", acc.public_key()))
+                .is_file()
         );
         // Wrong signer kinds are refused.
         assert!(
