@@ -318,7 +318,16 @@ fn def_import(
         }
     };
     if let Some(to) = &def.to {
+        // nats-io/jwt `RenamingSubject` may name wildcards as `$1`..; only the positional
+        // form (`*` for `*`, `>` for `>`) is mapped here, so anything else is not imported.
+        if to.split('.').any(|t| t.starts_with('$')) {
+            return Err("local_subject with $N references is not supported".into());
+        }
         accounts::check_mappable(&def.subject, to)?;
+    }
+    if def.prefix.as_deref().is_some_and(has_wildcards) {
+        // nats-server `ErrStreamImportBadPrefix`.
+        return Err("stream import prefix must be a literal subject".into());
     }
     let (index, export) = exporter
         .claims

@@ -648,3 +648,112 @@ fn account_connection_limit_counts_live_identities() {
     let id = check(&cfg, &connect(&v("u1_jwt"), Some(&kp("u1_seed"))), now()).unwrap();
     assert!(id.account_conn.is_none());
 }
+
+#[test]
+fn account_jwt_imports_map_subjects_like_nats_server() {
+    use crate::auth::jwt::claims::{Export, ExportType, Import};
+    let exporter = kp("acc_seed");
+    let importer = KeyPair::new_account();
+    let export = |kind, subject: &str, token_req| Export {
+        subject: subject.into(),
+        kind: Some(kind),
+        token_req,
+        ..Export::default()
+    };
+    let exporter_jwt = {
+        let (mut data, mut claims) = jwt::decode_account(&v("acc_jwt")).unwrap();
+        data.iat = 0;
+        claims.exports = vec![
+            export(ExportType::Stream, "feed.>", false),
+            export(ExportType::Service, "svc.*", false),
+            export(ExportType::Service, "tok.svc", true),
+        ];
+        encode::account(data, claims, &kp("opSK_seed")).unwrap()
+    };
+    let import = |kind, subject: &str| Import {
+        subject: subject.into(),
+        account: exporter.public_key(),
+        kind: Some(kind),
+        ..Import::default()
+    };
+    let activation_token = {
+        let data = ClaimsData {
+            sub: importer.public_key(),
+            ..ClaimsData::default()
+        };
+        let act = crate::auth::jwt::ActivationClaims {
+            subject: "tok.svc".into(),
+            import_type: Some(ExportType::Service),
+            ..Default::default()
+        };
+        encode::activation(data, act, &exporter).unwrap()
+    };
+    let importer_jwt = {
+        let data = ClaimsData {
+            sub: importer.public_key(),
+            name: "IMP".into(),
+            ..ClaimsData::default()
+        };
+        let mut claims = AccountClaims {
+            limits: jwt::AccountLimits::unlimited(),
+            ..AccountClaims::default()
+        };
+        claims.imports = vec![
+            // Stream with the deprecated `to` as a prefix.
+            Import {
+                to: "in".into(),
+                ..import(ExportType::Stream, "feed.a.>")
+            },
+            // Service published locally as `ask.*`, in the exporter `svc.*`.
+            Import {
+                local_subject: "ask.*".into(),
+                ..import(ExportType::Service, "svc.*")
+            },
+            // Service through `to` (deprecated): published as `q`, in the exporter `svc.q`.
+            Import {
+                to: "svc.q".into(),
+                ..import(ExportType::Service, "q")
+            },
+            // Not exported at all: skipped.
+            import(ExportType::Stream, "other.>"),
+        ];
+        let mut tok = import(ExportType::Service, "tok.svc");
+        tok.token = activation_token;
+        claims.imports.push(tok);
+        encode::account(data, claims, &kp("opSK_seed")).unwrap()
+    };
+    let config = vector_config("")
+        .replace(&v("acc_jwt"), &exporter_jwt)
+        .replace(
+            "resolver_preload: {",
+            &format!(
+                "resolver_preload: {{\n  {}: \"{importer_jwt}\"",
+                importer.public_key()
+            ),
+        );
+    let cfg = auth(&config).unwrap();
+    let exp_id = cfg.account_id(&exporter.public_key()).unwrap();
+    let imp_id = cfg.account_id(&importer.public_key()).unwrap();
+    let table = cfg.imports();
+    let mut out = crate::auth::ImportMatches::new();
+    table.streams_for(exp_id, b"feed.a.b", &mut out);
+    let got: Vec<(u32, Vec<u8>)> = out.iter().map(|(id, s)| (id, s.to_vec())).collect();
+    assert_eq!(got, vec![(imp_id, b"in.feed.a.b".to_vec())]);
+    out.clear();
+    table.streams_for(exp_id, b"feed.z", &mut out);
+    assert!(out.is_empty(), "only feed.a.> was imported");
+    let mut buf = Vec::new();
+    let (to, _) = table.service_for(imp_id, b"ask.x", &mut buf).unwrap();
+    assert_eq!((to, buf.as_slice()), (exp_id, &b"svc.x"[..]));
+    let (to, _) = table.service_for(imp_id, b"q", &mut buf).unwrap();
+    assert_eq!((to, buf.as_slice()), (exp_id, &b"svc.q"[..]));
+    // The token-protected service is imported with a valid token.
+    assert!(table.service_for(imp_id, b"tok.svc", &mut buf).is_some());
+    assert!(
+        cfg.warnings()
+            .iter()
+            .any(|w| w.contains("other.>") && w.contains("skipped")),
+        "{:?}",
+        cfg.warnings()
+    );
+}
