@@ -18,6 +18,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Launch, Nats, RawConn, Server, TIMEOUT, scratch_dir};
 use nkeys::KeyPair;
 use ringnats::auth::jwt::claims::{Export, ExportType, Import, Permission, TimeRange};
@@ -172,6 +174,55 @@ fn account_expiry_closes_live_connections_with_account_authentication_expired() 
     let mut conn = login(server.port(), &token, &u);
     conn.expect_err("User Authentication Expired");
     conn.expect_closed();
+}
+
+// ---- bad input ----------------------------------------------------------------------------------
+
+/// A token signed by `signer` over a hand-written `payload` (for claims of the wrong types).
+fn signed_raw(payload: &serde_json::Value, signer: &KeyPair) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = URL_SAFE_NO_PAD.encode(payload.to_string());
+    let signed = format!("{header}.{body}");
+    let sig = URL_SAFE_NO_PAD.encode(signer.sign(signed.as_bytes()).expect("sign"));
+    format!("{signed}.{sig}")
+}
+
+#[test]
+fn claims_of_the_wrong_type_get_authorization_violation_and_a_debug_reason() {
+    let mut trust = Trust::new();
+    let acc = trust.account("A", |_, _| {});
+    let server = Launch::under_test()
+        .config(&format!("debug: true\n{}", trust.config()))
+        .start();
+    let u = KeyPair::new_user();
+    let claims = |nats: serde_json::Value| {
+        serde_json::json!({
+            "iat": now_unix(), "iss": acc.public_key(), "sub": u.public_key(), "nats": nats
+        })
+    };
+    let bad = [
+        serde_json::json!({"type": "user", "version": 2, "subs": "ten"}),
+        serde_json::json!({"type": "user", "version": 2, "times_location": 5,
+                           "times": [{"start": "00:00:00", "end": "23:59:59"}]}),
+        serde_json::json!({"type": "user", "version": 2, "pub": {"allow": "a.>"}}),
+        serde_json::json!({"type": "user", "version": 2, "src": 7}),
+    ];
+    for nats in bad {
+        let token = signed_raw(&claims(nats), &acc);
+        assert_refused(server.port(), &token, &u);
+        if server.is_ringnats() {
+            let line = server.wait_line("wrong types", TIMEOUT);
+            assert!(line.contains("authentication failed"), "{line}");
+        }
+        let output = server.output();
+        assert!(!output.contains(&token[..40]), "a JWT reached the log");
+    }
+    // The same claims with the right types log in.
+    let token = signed_raw(
+        &claims(serde_json::json!({"type": "user", "version": 2, "subs": 10})),
+        &acc,
+    );
+    login(server.port(), &token, &u);
 }
 
 // ---- account limits ------------------------------------------------------------------------------
@@ -387,19 +438,25 @@ async fn connect_user(server: &Server, dir: &std::path::Path, signer: &KeyPair) 
     Nats::connect_with(server, opts).await
 }
 
-/// Sends requests until one is answered (the responder's interest reaches the requester's
-/// shard a moment after the SUB), bounded by the harness deadline.
+/// Sends requests until one is answered, bounded by the harness deadline. The responder's
+/// interest reaches the requester a moment after its SUB; until then nats-server drops a
+/// request through a service import without a no-responders status, so each try waits only
+/// briefly.
 async fn request_until_answered(nats: &Nats, subject: &str) -> async_nats::Message {
+    const TRY: Duration = Duration::from_millis(250);
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let sent = nats.request(subject.to_string(), "ping".into());
-        match tokio::time::timeout(TIMEOUT, sent).await {
+        match tokio::time::timeout(TRY, sent).await {
             Ok(Ok(msg)) => return msg,
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
-            other => panic!("request to {subject}: {other:?}"),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {}
+            Err(_elapsed) => {}
+            Ok(Err(e)) => panic!("request to {subject}: {e}"),
         }
         assert!(Instant::now() < deadline, "{subject}: never answered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -462,28 +519,24 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
     // Services: request/reply from the importer to the exporter's responders.
     for subject in ["svc.echo", "priv.svc"] {
         let mut requests = exporter.subscribe(subject.to_string()).await.expect("sub");
-        let responder = async move {
+        let exporter_client = exporter.client.clone();
+        // Answers every request (a retried request may follow one that arrived late).
+        let responder = tokio::spawn(async move {
             while let Some(req) = requests.next().await {
                 if let Some(reply) = req.reply {
                     let mut body = b"re:".to_vec();
                     body.extend_from_slice(&req.payload);
-                    return (reply, body);
+                    exporter_client
+                        .publish(reply, body.into())
+                        .await
+                        .expect("reply");
+                    exporter_client.flush().await.expect("flush");
                 }
             }
-            panic!("no request");
-        };
-        let exporter_client = exporter.client.clone();
-        let task = tokio::spawn(async move {
-            let (reply, body) = responder.await;
-            exporter_client
-                .publish(reply, body.into())
-                .await
-                .expect("reply");
-            exporter_client.flush().await.expect("flush");
         });
         let answer = request_until_answered(&importer, subject).await;
         assert_eq!(&answer.payload[..], b"re:ping", "{subject}");
-        task.await.expect("responder");
+        responder.abort();
     }
     // Without the activation token the private service is not imported.
     let refused = outsider.request("priv.svc", "ping".into()).await;
