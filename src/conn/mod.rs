@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
-
 use crate::auth::CertIdentity;
 use crate::perms::{PermCache, Permissions, ResponseTracker};
 use crate::protocol::{Parser, ParserLimits};
@@ -148,7 +146,7 @@ pub struct Conn {
     pub connected: bool,
     pub account: u32,
     /// sid -> subscription.
-    pub subs: AHashMap<Box<[u8]>, SubKey>,
+    pub subs: crate::subject::seed::SeededMap<Box<[u8]>, SubKey>,
     pub name: String,
     pub lang: String,
     pub version: String,
@@ -243,7 +241,7 @@ impl Conn {
             flags: ConnFlags::default(),
             connected: false,
             account: 0,
-            subs: AHashMap::new(),
+            subs: crate::subject::seed::map(),
             name: String::new(),
             lang: String::new(),
             version: String::new(),

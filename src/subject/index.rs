@@ -19,7 +19,7 @@
 use std::hash::Hash;
 use std::rc::Rc;
 
-use ahash::AHashMap;
+use crate::subject::seed::{SeededMap, map};
 use smallvec::SmallVec;
 
 use crate::subject::cache::{MATCH_CACHE_CAPACITY_DEFAULT, MatchCache};
@@ -286,7 +286,7 @@ impl<T> Default for Matches<T> {
 
 /// One trie node: the subscriptions whose filter ends here and the next level.
 struct Node<T> {
-    literal: AHashMap<Box<[u8]>, Node<T>>,
+    literal: SeededMap<Box<[u8]>, Node<T>>,
     /// The `*` child.
     pwc: Option<Box<Node<T>>>,
     /// The `>` child; a `>` is always last, so this node never has children.
@@ -296,9 +296,9 @@ struct Node<T> {
 
 /// The entries of one filter, as value -> number of copies.
 struct Subs<T> {
-    plain: AHashMap<T, u32>,
+    plain: SeededMap<T, u32>,
     /// Never holds an empty member map.
-    queues: AHashMap<Rc<[u8]>, AHashMap<T, u32>>,
+    queues: SeededMap<Rc<[u8]>, SeededMap<T, u32>>,
 }
 
 impl<T: Copy + Eq + Hash> Node<T> {
@@ -322,7 +322,7 @@ impl<T: Copy + Eq + Hash> Node<T> {
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Self {
-            literal: AHashMap::new(),
+            literal: map(),
             pwc: None,
             fwc: None,
             subs: Subs::default(),
@@ -344,7 +344,7 @@ impl<T: Copy + Eq + Hash> Subs<T> {
         *self
             .queues
             .entry(Rc::clone(&name))
-            .or_default()
+            .or_insert_with(map)
             .entry(value)
             .or_insert(0) += 1;
         Some(name)
@@ -383,8 +383,8 @@ impl<T: Copy + Eq + Hash> Subs<T> {
 impl<T> Default for Subs<T> {
     fn default() -> Self {
         Self {
-            plain: AHashMap::new(),
-            queues: AHashMap::new(),
+            plain: map(),
+            queues: map(),
         }
     }
 }
@@ -449,7 +449,7 @@ fn remove_in_box<'f, T: Copy + Eq + Hash>(
     removed
 }
 
-fn remove_count<T: Eq + Hash>(counts: &mut AHashMap<T, u32>, value: T) -> bool {
+fn remove_count<T: Eq + Hash>(counts: &mut SeededMap<T, u32>, value: T) -> bool {
     let Some(count) = counts.get_mut(&value) else {
         return false;
     };

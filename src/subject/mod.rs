@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod index;
+pub mod seed;
 
 pub use cache::{MATCH_CACHE_CAPACITY_DEFAULT, MatchCache};
 pub use index::{IndexStats, Matches, QueueMatch, SubjectIndex};
