@@ -200,7 +200,9 @@ impl Driver {
                 Action::Send { slot, fd, region } => unsafe {
                     reactor.push_send(fd, slot, region.ptr, region.len)
                 },
-                Action::Shutdown { slot, fd, cancel } => {
+                Action::Shutdown {
+                    slot, fd, cancel, ..
+                } => {
                     shutdown_fd(fd);
                     if cancel {
                         reactor.push_cancel_fd(fd, slot);

@@ -8,10 +8,12 @@
 //!
 //! Record layout (native endian; both ends are the same process):
 //! `account u32 | subject_len u32 | reply_len u32 | headers_len u32 | payload_len u32 |
-//!  tried u64 | queue_count u32 | plain u8 | subject | reply | (queue_len u32, queue)* |
-//!  headers | payload`
+//!  tried u64 | no_echo u64 | queue_count u32 | plain u8 | subject | reply |
+//!  (queue_len u32, queue)* | headers | payload`
 //! `tried` is the set of shards (bit per shard id) that already failed to hand the message to a
 //! member of its queue groups; a shard that fails too passes it to one not in the set.
+//! `no_echo` is the client id of a publisher that turned echo off (0: none), so the message
+//! never reaches that publisher's own subscriptions, even when passed back to its shard.
 //!
 //! Invariant: every length and count field is as wide as what the protocol allows, so no
 //! message a client may send is ever narrowed. Subjects, replies and queue names are bounded by
@@ -25,7 +27,7 @@
 /// Largest value of any length or count field of a record.
 pub const FIELD_MAX: usize = u32::MAX as usize;
 
-const FIXED_LEN: usize = 4 + 4 + 4 + 4 + 4 + 8 + 4 + 1;
+const FIXED_LEN: usize = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 1;
 
 /// One published message as the delivery code sees it.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +48,8 @@ pub struct Forwarded<'a> {
     pub plain: bool,
     /// Shards that could not deliver to a member of the queue groups.
     pub tried: u64,
+    /// Client id of a publisher with echo off (0: none).
+    pub no_echo: u64,
     queues: &'a [u8],
     queue_count: u32,
 }
@@ -108,6 +112,7 @@ pub fn encode(
     plain: bool,
     queues: &[&[u8]],
     tried: u64,
+    no_echo: u64,
 ) {
     let queues_len: usize = queues.iter().map(|q| 4 + q.len()).sum();
     batch.reserve(
@@ -124,6 +129,7 @@ pub fn encode(
     push_len(batch, msg.headers.len());
     push_len(batch, msg.payload.len());
     batch.extend_from_slice(&tried.to_ne_bytes());
+    batch.extend_from_slice(&no_echo.to_ne_bytes());
     push_len(batch, queues.len());
     batch.push(u8::from(plain));
     batch.extend_from_slice(msg.subject);
@@ -183,6 +189,8 @@ impl<'a> Iterator for Decoder<'a> {
         let (payload_len, rest) = read_len(rest)?;
         let (tried, rest) = rest.split_first_chunk::<8>()?;
         let tried = u64::from_ne_bytes(*tried);
+        let (no_echo, rest) = rest.split_first_chunk::<8>()?;
+        let no_echo = u64::from_ne_bytes(*no_echo);
         let (queue_count, rest) = rest.split_first_chunk::<4>()?;
         let queue_count = u32::from_ne_bytes(*queue_count);
         let plain = rest.first()? != &0;
@@ -213,6 +221,7 @@ impl<'a> Iterator for Decoder<'a> {
             },
             plain,
             tried,
+            no_echo,
             queues,
             queue_count,
         })
@@ -238,8 +247,8 @@ mod tests {
             headers: b"NATS/1.0\r\n\r\n",
             payload: b"",
         };
-        encode(&mut batch, 0, &a, true, &[], 0);
-        encode(&mut batch, 7, &b, false, &[b"workers", b"q2"], 0b101);
+        encode(&mut batch, 0, &a, true, &[], 0, 0);
+        encode(&mut batch, 7, &b, false, &[b"workers", b"q2"], 0b101, 0);
         let got: Vec<_> = Decoder::new(&batch).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].msg.subject, b"foo.bar");
@@ -268,8 +277,8 @@ mod tests {
             payload: b"hello",
         };
         let mut batch = Vec::new();
-        encode(&mut batch, 3, &msg, true, &names, 0);
-        encode(&mut batch, 4, &msg, false, &[], 0);
+        encode(&mut batch, 3, &msg, true, &names, 0, 0);
+        encode(&mut batch, 4, &msg, false, &[], 0, 0);
         let got: Vec<_> = Decoder::new(&batch).collect();
         assert_eq!(got.len(), 2, "{count} queues");
         assert_eq!(got[0].msg.payload, b"hello", "{count} queues");
@@ -298,8 +307,8 @@ mod tests {
         let names: [&[u8]; 2] = [&long, b"q"];
         assert!(queues_fit(names.iter().copied()));
         let mut batch = Vec::new();
-        encode(&mut batch, 0, &msg, true, &names, 0);
-        encode(&mut batch, 1, &msg, true, &[], 0);
+        encode(&mut batch, 0, &msg, true, &names, 0, 0);
+        encode(&mut batch, 1, &msg, true, &[], 0, 0);
         let got: Vec<_> = Decoder::new(&batch).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].msg.subject.len(), long.len());
@@ -333,7 +342,7 @@ mod tests {
             headers: b"",
             payload: b"12345",
         };
-        encode(&mut batch, 0, &a, true, &[b"q"], 0);
+        encode(&mut batch, 0, &a, true, &[b"q"], 0, 0);
         for cut in 0..batch.len() {
             assert_eq!(Decoder::new(&batch[..cut]).count(), 0, "cut at {cut}");
         }

@@ -93,8 +93,13 @@ pub enum Action {
         region: crate::conn::outbuf::SendRegion,
     },
     /// Shut the socket down (its armed recv ends), and cancel what is armed on it when
-    /// `cancel`.
-    Shutdown { slot: u32, fd: RawFd, cancel: bool },
+    /// `cancel`; `reason`: why the connection closed (`None` only for one that never opened).
+    Shutdown {
+        slot: u32,
+        fd: RawFd,
+        cancel: bool,
+        reason: Option<CloseReason>,
+    },
     /// Close the descriptor: the kernel holds nothing of the connection any more.
     Close { fd: RawFd },
     /// Stop accepting: cancel the armed accept (graceful stop), or also shut the listener
@@ -366,12 +371,6 @@ impl Shard {
         self.conns
             .get(slot as usize)
             .map_or(&[], |c| c.out.in_flight())
-    }
-
-    /// Why connection `slot` is closing, once it is (the reason stays until the slot is
-    /// released).
-    pub fn close_reason(&self, slot: u32) -> Option<CloseReason> {
-        self.conns.get(slot as usize).and_then(|c| c.close_reason)
     }
 
     /// Bytes connection `slot` holds in its buffers (read buffer capacity and output not yet
@@ -799,7 +798,11 @@ impl Shard {
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
         let served = msg.subject.first() == Some(&b'$') && self.sys_request(slot, account, &msg);
-        let echo_skip = if flags.echo { None } else { Some(slot) };
+        let echo_skip = if flags.echo {
+            None
+        } else {
+            Some(self.conns[slot as usize].cid)
+        };
         if msg.subject.starts_with(crate::account::REPLY_PREFIX) {
             let token = self.shared.replies.decode(msg.subject);
             // A reply to a request that came in through a service import.
@@ -917,7 +920,7 @@ impl Shard {
         // What this publisher forwarded before goes first, so its order holds.
         self.flush_forward_batches(1);
         let mut record = Vec::new();
-        forward::encode(&mut record, account, msg, true, &[], 0);
+        forward::encode(&mut record, account, msg, true, &[], 0, 0);
         if !self.mesh.send(owner, ShardMsg::Response(record)) {
             tracing::warn!(
                 shard = self.id.0,
@@ -970,7 +973,9 @@ impl Shard {
 
     /// Delivers `msg` in `account`: to this shard's subscribers and, once per shard, to the
     /// shards with interest. Returns whether any subscription matched anywhere.
-    fn route(&mut self, account: u32, msg: &Published<'_>, echo_skip: Option<u32>) -> bool {
+    /// `echo_skip`: the client id of a publisher with echo off, whose own subscriptions the
+    /// message skips.
+    fn route(&mut self, account: u32, msg: &Published<'_>, echo_skip: Option<u64>) -> bool {
         self.ensure_account(account);
         let msg = *msg;
         let Shard {
@@ -1049,6 +1054,7 @@ impl Shard {
                 account,
                 &msg,
                 tried,
+                echo_skip.unwrap_or(0),
             );
         }
         drop(picks);
@@ -1220,7 +1226,15 @@ impl Shard {
             }
             let pick = untried[(next_random(&mut self.rng) % untried.len() as u64) as usize];
             let batch = &mut self.forward[usize::from(pick.0)];
-            forward::encode(batch, fwd.account, &fwd.msg, false, &[name], tried);
+            forward::encode(
+                batch,
+                fwd.account,
+                &fwd.msg,
+                false,
+                &[name],
+                tried,
+                fwd.no_echo,
+            );
         }
     }
 
@@ -1422,6 +1436,7 @@ impl Shard {
             slot,
             fd: conn.fd,
             cancel: conn.recv_armed || conn.hangup_poll_armed,
+            reason: conn.close_reason,
         });
         self.maybe_release(slot);
     }
@@ -1470,9 +1485,10 @@ impl Delivery<'_> {
         fwd: &forward::Forwarded<'m>,
         rng: &mut u64,
     ) -> smallvec::SmallVec<[&'m [u8]; 2]> {
+        let echo_skip = (fwd.no_echo != 0).then_some(fwd.no_echo);
         if fwd.plain {
             for &key in &matches.plain {
-                self.deliver_one(key, &fwd.msg, None);
+                self.deliver_one(key, &fwd.msg, echo_skip);
             }
         }
         let mut failed = smallvec::SmallVec::new();
@@ -1480,7 +1496,7 @@ impl Delivery<'_> {
             let delivered = match matches.queues.iter().find(|g| &*g.name == name) {
                 Some(group) => {
                     let start = (next_random(rng) % group.members.len() as u64) as usize;
-                    self.deliver_queue(&group.members, start, &fwd.msg, None)
+                    self.deliver_queue(&group.members, start, &fwd.msg, echo_skip)
                 }
                 None => false,
             };
@@ -1498,7 +1514,7 @@ impl Delivery<'_> {
         members: &[SubKey],
         start: usize,
         msg: &Published<'_>,
-        echo_skip: Option<u32>,
+        echo_skip: Option<u64>,
     ) -> bool {
         for i in 0..members.len() {
             let key = members[(start + i) % members.len()];
@@ -1510,13 +1526,10 @@ impl Delivery<'_> {
     }
 
     #[inline]
-    fn deliver_one(&mut self, key: SubKey, msg: &Published<'_>, echo_skip: Option<u32>) -> bool {
+    fn deliver_one(&mut self, key: SubKey, msg: &Published<'_>, echo_skip: Option<u64>) -> bool {
         let Some(sub) = self.subs.get_mut(key.0 as usize) else {
             return false;
         };
-        if Some(sub.conn) == echo_skip {
-            return false;
-        }
         if let Some(max) = sub.max {
             if sub.delivered >= max {
                 return false;
@@ -1526,7 +1539,7 @@ impl Delivery<'_> {
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return false;
         };
-        if !conn.is_open() {
+        if !conn.is_open() || Some(conn.cid) == echo_skip {
             return false;
         }
         if (sub.filter_deliveries || conn.responses.is_some())
@@ -1593,6 +1606,7 @@ fn forward_to_peers(
     account: u32,
     msg: &Published<'_>,
     tried: u64,
+    no_echo: u64,
 ) -> u64 {
     if !forward::fits(msg) || !forward::queues_fit(picks.iter().map(|(_, name)| &***name)) {
         // Unreachable within the protocol's int32 limits (see `forward`); never corrupt a batch.
@@ -1627,6 +1641,7 @@ fn forward_to_peers(
             plain,
             &names,
             tried,
+            no_echo,
         );
     }
     all_targets
