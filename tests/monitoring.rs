@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{BrokerBin, Daemon, Launch, RawConn, TIMEOUT, pick_port};
+use common::{Launch, RawConn, Server, TIMEOUT, pick_port};
 
 /// The accounts of `tests/monitoring/monitor.conf`, which the captures were taken with.
 const ACCOUNTS: &str = r#"
@@ -213,14 +213,16 @@ fn without_known_differences(path: &str, mut value: Value) -> Value {
 }
 
 /// Starts `broker` with the capture config and a monitoring port; returns it and that port.
-fn start_monitored(broker: &BrokerBin, extra: &str) -> (Daemon, u16) {
+fn start_monitored(broker: &Launch, extra: &str) -> (Server, u16) {
     let http = pick_port();
-    let daemon = broker.start(&format!("{ACCOUNTS}\nhttp_port: {http}\n{extra}"), &[]);
+    let daemon = broker
+        .config(&format!("{ACCOUNTS}\nhttp_port: {http}\n{extra}"))
+        .start();
     (daemon, http)
 }
 
 /// Every captured endpoint's answer, after the captures' client steps.
-fn answers(broker: &BrokerBin) -> BTreeMap<&'static str, Value> {
+fn answers(broker: &Launch) -> BTreeMap<&'static str, Value> {
     let (daemon, http) = start_monitored(broker, "");
     let _clients = run_capture_clients(daemon.port());
     CAPTURED
@@ -236,7 +238,7 @@ fn answers(broker: &BrokerBin) -> BTreeMap<&'static str, Value> {
 
 #[test]
 fn every_endpoint_has_the_captured_shape() {
-    let ours = answers(&BrokerBin::ringnats(2));
+    let ours = answers(&Launch::ringnats());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/monitoring");
     for (path, file) in CAPTURED {
         let text = std::fs::read_to_string(dir.join(file)).expect("capture file");
@@ -254,10 +256,10 @@ fn every_endpoint_has_the_captured_shape() {
 
 #[test]
 fn every_endpoint_has_the_shape_nats_server_gives_live() {
-    let Some(nats_server) = BrokerBin::nats_server() else {
+    let Some(nats_server) = Launch::nats_server() else {
         return;
     };
-    let ours = answers(&BrokerBin::ringnats(2));
+    let ours = answers(&Launch::ringnats());
     let theirs = answers(&nats_server);
     for (path, _) in CAPTURED {
         assert_same_shape(&shape(&ours[path]), &shape(&theirs[path]), path);
@@ -266,7 +268,7 @@ fn every_endpoint_has_the_shape_nats_server_gives_live() {
 
 #[test]
 fn counters_move_with_traffic() {
-    let (daemon, http) = start_monitored(&BrokerBin::ringnats(2), "");
+    let (daemon, http) = start_monitored(&Launch::ringnats(), "");
     let before = get(http, "/varz").json();
     let (_a, _b) = run_capture_clients(daemon.port());
     let varz = get(http, "/varz").json();
@@ -321,7 +323,7 @@ fn counters_move_with_traffic() {
 
 #[test]
 fn closed_connections_keep_their_reason() {
-    let (daemon, http) = start_monitored(&BrokerBin::ringnats(2), "");
+    let (daemon, http) = start_monitored(&Launch::ringnats(), "");
     let mut a = RawConn::connect(daemon.port());
     let cid = a.client_id();
     a.send_connect(r#"{"user":"a","pass":"pw","name":"gone","verbose":false}"#);
@@ -373,7 +375,7 @@ fn closed_connections_keep_their_reason() {
 
 #[test]
 fn connz_sorts_pages_and_filters() {
-    let (daemon, http) = start_monitored(&BrokerBin::ringnats(2), "");
+    let (daemon, http) = start_monitored(&Launch::ringnats(), "");
     let (_a, _b) = run_capture_clients(daemon.port());
     let by_in = get(http, "/connz?sort=msgs_from").json();
     assert_eq!(
@@ -492,20 +494,20 @@ fn scenario_subsz_match_stats(http: u16, port: u16, exact: bool) {
 }
 
 /// Starts `broker` without accounts (clients need no credentials) and a monitoring port.
-fn start_open(broker: &BrokerBin) -> (Daemon, u16) {
+fn start_open(broker: &Launch) -> (Server, u16) {
     let http = pick_port();
-    (broker.start(&format!("http_port: {http}"), &[]), http)
+    (broker.config(&format!("http_port: {http}")).start(), http)
 }
 
 #[test]
 fn subsz_match_statistics_move_with_traffic() {
-    let (daemon, http) = start_open(&BrokerBin::ringnats(1));
+    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
     scenario_subsz_match_stats(http, daemon.port(), true);
 }
 
 #[test]
 fn subsz_match_statistics_move_with_traffic_nats_server() {
-    let Some(nats_server) = BrokerBin::nats_server() else {
+    let Some(nats_server) = Launch::nats_server() else {
         return;
     };
     let (daemon, http) = start_open(&nats_server);
@@ -554,7 +556,7 @@ fn rtt_of(http: u16, cid: u64) -> f64 {
 /// the time from accept to CONNECT is the first estimate, shown at once; then a PING goes out
 /// 2 s (plus up to a fifth) after CONNECT even on a busy connection, never sooner (a client
 /// still in its handshake is not ready for one), and its PONG gives the measured RTT.
-fn scenario_rtt_soon_after_connect(broker: &BrokerBin) {
+fn scenario_rtt_soon_after_connect(broker: &Launch) {
     const CONNECT_DELAY: Duration = Duration::from_millis(1000);
     let (daemon, http) = start_open(broker);
     let mut c = RawConn::connect(daemon.port());
@@ -601,12 +603,12 @@ fn scenario_rtt_soon_after_connect(broker: &BrokerBin) {
 
 #[test]
 fn rtt_shows_soon_after_connect() {
-    scenario_rtt_soon_after_connect(&BrokerBin::ringnats(2));
+    scenario_rtt_soon_after_connect(&Launch::ringnats());
 }
 
 #[test]
 fn rtt_shows_soon_after_connect_nats_server() {
-    let Some(nats_server) = BrokerBin::nats_server() else {
+    let Some(nats_server) = Launch::nats_server() else {
         return;
     };
     scenario_rtt_soon_after_connect(&nats_server);
@@ -616,7 +618,7 @@ fn rtt_shows_soon_after_connect_nats_server() {
 /// shard's (`/proc/<pid>/task/<tid>/stat`, field 19 is the nice value).
 #[test]
 fn the_monitoring_thread_yields_to_the_shards() {
-    let (daemon, http) = start_open(&BrokerBin::ringnats(1));
+    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
     assert_eq!(get(http, "/healthz").status, 200);
     let tasks = format!("/proc/{}/task", daemon.pid());
     let nice_of = |tid: &str| {
@@ -642,7 +644,7 @@ fn the_monitoring_thread_yields_to_the_shards() {
 
 #[test]
 fn unknown_paths_are_404_and_the_base_path_applies() {
-    let (_daemon, http) = start_monitored(&BrokerBin::ringnats(1), "http_base_path: /nats");
+    let (_daemon, http) = start_monitored(&Launch::ringnats().shards(1), "http_base_path: /nats");
     assert_eq!(get(http, "/nats/healthz").body, r#"{"status":"ok"}"#);
     assert_eq!(get(http, "/nats/varz").json()["http_base_path"], "/nats");
     for path in ["/varz", "/nats/bogus", "/nats/varz/", "/natsvarz"] {
@@ -656,7 +658,7 @@ fn unknown_paths_are_404_and_the_base_path_applies() {
 #[test]
 fn healthz_fails_in_lame_duck_mode() {
     let (daemon, http) = start_monitored(
-        &BrokerBin::ringnats(1),
+        &Launch::ringnats().shards(1),
         "lame_duck_duration: 30s\nlame_duck_grace_period: 20s",
     );
     assert_eq!(get(http, "/healthz").status, 200);
@@ -685,7 +687,7 @@ fn healthz_fails_in_lame_duck_mode() {
 fn the_m_flag_serves_monitoring() {
     let http = pick_port();
     let port_arg = http.to_string();
-    let daemon = BrokerBin::ringnats(1).start("", &["-m", &port_arg]);
+    let daemon = Launch::ringnats().shards(1).args(["-m", &port_arg]).start();
     let varz = get(http, "/varz").json();
     assert_eq!(varz["http_port"], http);
     assert_eq!(varz["port"], daemon.port());
@@ -696,12 +698,10 @@ fn the_m_flag_serves_monitoring() {
 fn a_taken_monitoring_port_stops_the_start() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let http = holder.local_addr().unwrap().port();
-    let launch = Launch::listen(
-        &common::ringnats_bin(),
-        &format!("http: \"127.0.0.1:{http}\""),
-        &["--shards", "1"],
-    );
-    let mut daemon = Daemon::spawn(launch);
+    let mut daemon = Launch::ringnats()
+        .shards(1)
+        .config(&format!("http: \"127.0.0.1:{http}\""))
+        .spawn();
     let status = daemon.wait_exit(TIMEOUT);
     assert!(!status.success());
     let output = daemon.output();
@@ -713,7 +713,7 @@ fn a_taken_monitoring_port_stops_the_start() {
 /// subscriber: every scrape answers, counters never go back, and every message arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_loop_beside_traffic() {
-    let (daemon, http) = start_monitored(&BrokerBin::ringnats(2), "");
+    let (daemon, http) = start_monitored(&Launch::ringnats(), "");
     let url = common::url_of(daemon.port());
     let opts = || async_nats::ConnectOptions::with_user_and_password("b".into(), "pw".into());
     let sub_client = opts().connect(&url).await.expect("connect subscriber");
@@ -770,7 +770,7 @@ mod https {
     use rustls::{ClientConnection, StreamOwned};
 
     use super::common::tls_client::{Admission, Pki, admission};
-    use super::common::{BrokerBin, Daemon, Launch, TIMEOUT, pick_port};
+    use super::common::{Launch, TIMEOUT, pick_port};
     use super::{ACCOUNTS, Reply, get_on};
 
     /// `GET path` over TLS on 127.0.0.1:`port`.
@@ -783,14 +783,14 @@ mod https {
     }
 
     /// A client port that verifies client certificates, monitoring on `https_port`.
-    fn scenario_https_port(broker: &BrokerBin) {
+    fn scenario_https_port(broker: &Launch) {
         let pki = Pki::new();
         let https = pick_port();
         let config = format!(
             "{ACCOUNTS}\n{}\nhttps_port: {https}\n",
             pki.tls_block_with_ca("verify: true")
         );
-        let daemon = broker.start(&config, &[]);
+        let daemon = broker.config(&config).start();
         let no_cert = pki.client(None);
         let varz = get_tls(https, no_cert.clone(), "/varz");
         assert_eq!(varz.status, 200, "{}", varz.body);
@@ -813,27 +813,26 @@ mod https {
 
     #[test]
     fn https_port_serves_monitoring_without_client_certificates() {
-        scenario_https_port(&BrokerBin::ringnats(2));
+        scenario_https_port(&Launch::ringnats());
     }
 
     #[test]
     fn https_port_serves_monitoring_without_client_certificates_nats_server() {
-        let Some(nats_server) = BrokerBin::nats_server() else {
+        let Some(nats_server) = Launch::nats_server() else {
             return;
         };
         scenario_https_port(&nats_server);
     }
 
     /// Starts `broker` with `config`, which must stop the start; returns its output.
-    fn refused_start(broker: &BrokerBin, config: &str) -> String {
-        let args: Vec<&str> = broker.args.iter().map(String::as_str).collect();
-        let mut daemon = Daemon::spawn(Launch::listen(&broker.bin, config, &args));
+    fn refused_start(broker: &Launch, config: &str) -> String {
+        let mut daemon = broker.config(config).spawn();
         let status = daemon.wait_exit(TIMEOUT);
         assert!(!status.success(), "started with {config}");
         daemon.output()
     }
 
-    fn scenario_https_refusals(broker: &BrokerBin) {
+    fn scenario_https_refusals(broker: &Launch) {
         let pki = Pki::new();
         let out = refused_start(broker, &format!("https_port: {}", pick_port()));
         assert!(out.contains("TLS cert and key required for HTTPS"), "{out}");
@@ -849,12 +848,12 @@ mod https {
 
     #[test]
     fn https_port_needs_tls_and_excludes_http_port() {
-        scenario_https_refusals(&BrokerBin::ringnats(1));
+        scenario_https_refusals(&Launch::ringnats().shards(1));
     }
 
     #[test]
     fn https_port_needs_tls_and_excludes_http_port_nats_server() {
-        let Some(nats_server) = BrokerBin::nats_server() else {
+        let Some(nats_server) = Launch::nats_server() else {
             return;
         };
         scenario_https_refusals(&nats_server);

@@ -410,11 +410,10 @@ fn a_stuck_subscriber_is_cut_and_the_healthy_one_gets_everything_nats_server() {
 #[test]
 fn a_publisher_cut_by_its_own_echo_after_a_held_pong_leaves_the_server_up() {
     const SIDS: usize = 8;
-    let mut server = Server::start_with(common::ServerOpts {
-        config_extra: "max_pending: 65536\nmax_payload: 65536".to_owned(),
-        shards: 2,
-        ..Default::default()
-    });
+    let mut server = Launch::under_test()
+        .config("max_pending: 65536\nmax_payload: 65536")
+        .shards(2)
+        .start();
     for _ in 0..4 {
         let mut conn = RawConn::connect(server.port());
         let mut burst = Vec::new();

@@ -668,8 +668,8 @@ impl RawConn {
 pub mod tls_client;
 
 impl Nats {
-    /// Connects to `url` (any broker, e.g. a `Daemon`), returning the error instead of
-    /// panicking, for tests that expect a refusal. Bounded by `TIMEOUT`.
+    /// Connects to `url` (any broker), returning the error instead of panicking, for tests
+    /// that expect a refusal. Bounded by `TIMEOUT`.
     pub async fn try_connect_url(
         url: &str,
         opts: async_nats::ConnectOptions,
