@@ -397,6 +397,9 @@ fn pushed_updates_apply_to_live_and_new_connections() {
         live.send(b"SUB s.> 1\r\n");
         assert!(is_open(&mut live));
         assert_eq!(login_max_payload(port, &token, &user), Some(100));
+        // A connection still to send its CONNECT when an update lands is not closed by it.
+        let mut pending = RawConn::connect(port);
+        let nonce = pending.info()["nonce"].as_str().expect("nonce").to_string();
         // Lower the payload limit through the per-account subject.
         let a2 = fx.account(&fx.a, "A", 2, |c| c.limits.payload = 50);
         let subject = format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", fx.a.public_key());
@@ -405,6 +408,11 @@ fn pushed_updates_apply_to_live_and_new_connections() {
             &fx.a.public_key(),
         );
         assert_eq!(stored(&dir, &fx.a).as_deref(), Some(a2.as_str()));
+        let sig = URL_SAFE_NO_PAD.encode(user.sign(nonce.as_bytes()).expect("sign"));
+        pending.send_connect(&format!(
+            r#"{{"verbose":false,"pedantic":false,"protocol":1,"jwt":"{token}","sig":"{sig}"}}"#
+        ));
+        assert_eq!(probe(&mut pending), (true, vec![]));
         // The live connection keeps its subscription.
         let (other_user, other_token) = fx.user(&fx.a, |_| {});
         let mut publisher = login(port, &other_token, &other_user);

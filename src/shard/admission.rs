@@ -347,7 +347,12 @@ impl Shard {
         for slot in slots {
             let conn = &self.conns[slot as usize];
             let Some(credentials) = conn.credentials.as_deref() else {
-                // Never sent CONNECT: fine while no CONNECT is required.
+                // Still to send its CONNECT (within the auth timeout): that CONNECT meets the new
+                // configuration; nothing to re-check yet.
+                if conn.parser.is_connect_required() {
+                    continue;
+                }
+                // Admitted without a CONNECT: fine while no CONNECT is required.
                 if snapshot.auth.connect_required() {
                     self.close(slot, CloseReason::AuthenticationViolation);
                 }
