@@ -161,14 +161,20 @@ fn bad_operator_mode_configs_are_refused_at_startup() {
     );
     let out = run(&["-t", "-c", conf.arg()], b"");
     assert_fails_with(&out, &["error parsing operator JWT"]);
-    // The full resolver is not implemented yet: refused with a clear message, never run open.
+    // The cache resolver is not built: refused with a clear message naming the line and the
+    // resolver that is, never run open.
     let text = format!(
         "listen: 127.0.0.1:{port}\ntrusted_keys: [OCFIRY65OQE7DFP5KLNS2PF2LVZMUZYJX4OZIEQ36N2IQANUB5XVYOCS]\n\
-         resolver: {{ type: full, dir: \"jwt\" }}\n"
+         resolver: {{ type: cache, dir: \"jwt\" }}\n"
     );
     let conf = ConfFile::new(&text);
     let out = run(&["-c", conf.arg(), "--shards", "1"], b"");
-    assert_fails_with(&out, &["resolver", "not supported yet", "resolver: MEMORY"]);
+    let at = format!("{}:3", conf.arg());
+    assert_fails_with(&out, &[&at, "resolver", "not supported", "type: full"]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something listens on {port} after a refused start"
+    );
 }
 
 /// Starts `broker` with `authorization { user, password }` and checks it does not run open: a
