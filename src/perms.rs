@@ -147,6 +147,21 @@ impl Permissions {
         Permissions::compile(&spec).map_err(|e| value.error("permissions", e.to_string()))
     }
 
+    /// `base` (or no restriction) with `subject` added to the publish deny list (nats-server
+    /// `mergeDenyPermissions`): the auth callout's `$SYS.REQ.USER.AUTH` for clients of the
+    /// callout account.
+    pub fn with_publish_deny(
+        base: Option<&Permissions>,
+        subject: &str,
+    ) -> Result<Permissions, InvalidPermission> {
+        let mut perms = base.cloned().unwrap_or_default();
+        let rule = publish_rules(&[subject.to_string()])?;
+        if !perms.publish.deny.contains(&rule[0]) {
+            perms.publish.deny.extend(rule);
+        }
+        Ok(perms)
+    }
+
     /// The `allow_responses` setting, if any.
     pub fn allow_responses(&self) -> Option<ResponsePermission> {
         self.response

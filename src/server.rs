@@ -88,7 +88,11 @@ const BLOCKING_THREADS: usize = 2;
 /// State shared by all shards and the control thread.
 pub struct Shared {
     pub shard_count: usize,
+    /// The public key of `keys` (INFO `server_id`).
     pub server_id: String,
+    /// The server's identity and curve keys (auth callout requests are signed and sealed
+    /// with them).
+    pub keys: crate::auth::callout::ServerKeys,
     /// Current options and security. Written by the control thread on reload; read by shards
     /// when `opts_generation` changes (at most once per tick).
     snapshot: Mutex<Arc<Snapshot>>,
@@ -139,7 +143,8 @@ impl Shared {
         shard_count: usize,
         listen_addr: SocketAddr,
     ) -> Result<Arc<Shared>, StartError> {
-        let server_id = nkeys::KeyPair::new_server().public_key();
+        let keys = crate::auth::callout::ServerKeys::generate();
+        let server_id = keys.id().to_string();
         let pool = BlockingPool::new(BLOCKING_THREADS).map_err(StartError::Thread)?;
         let snapshot = Snapshot {
             opts: Arc::new(opts),
@@ -149,6 +154,7 @@ impl Shared {
         Ok(Arc::new(Shared {
             shard_count,
             server_id,
+            keys,
             pool,
             verified: Arc::new(crate::auth::VerifiedCache::new()),
             replies: crate::account::ReplyMapper::default(),

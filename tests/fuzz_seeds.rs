@@ -2,7 +2,8 @@
 //!
 //! Checked: every file under `fuzz/seeds/<target>/` is run through the entry point that the
 //! cargo-fuzz target of that name wraps (`parser` -> `protocol::fuzz_parse`, `subject` ->
-//! `subject::fuzz_parse`, `config` -> `config::fuzz_load`), each corpus has a minimum size, and
+//! `subject::fuzz_parse`, `config` -> `config::fuzz_load`, `callout` ->
+//! `auth::callout::fuzz_decode_response`), each corpus has a minimum size, and
 //! the seeds still reach what they are there for: some parser seeds yield ops and some end in
 //! each kind of protocol error, some subject seeds insert valid filters that a later line
 //! matches, and some config seeds load while others are refused. Guards the fuzz targets
@@ -173,4 +174,40 @@ fn jwt_seeds_decode_or_are_refused_without_panicking() {
     }
     assert!(accepted >= 4, "only {accepted} jwt seeds decode");
     assert!(refused >= 2, "only {refused} jwt seeds are refused");
+}
+
+#[test]
+fn callout_seeds_reach_every_response_check() {
+    use ringnats::auth::callout::{CalloutError, fuzz_decode_response};
+    let seeds = seeds("callout");
+    assert!(seeds.len() >= 8, "only {} callout seeds", seeds.len());
+    let mut reached = std::collections::BTreeSet::new();
+    for (name, data) in &seeds {
+        // As the claims of a signed token: past the signature, into the claim checks.
+        let verdict = fuzz_decode_response(data);
+        println!("callout seed {name}: {verdict:?}");
+        let kind = match verdict {
+            Ok(_) => "accepted",
+            Err(CalloutError::Response(_)) => "undecodable",
+            Err(CalloutError::ResponseSubject) => "subject",
+            Err(CalloutError::ServiceError) => "service error",
+            Err(CalloutError::ResponseClaims) => "claims",
+            Err(CalloutError::UserJwt(_)) => "user jwt",
+            Err(_) => "other",
+        };
+        reached.insert(kind);
+    }
+    for kind in [
+        "accepted",
+        "undecodable",
+        "subject",
+        "service error",
+        "claims",
+        "user jwt",
+    ] {
+        assert!(
+            reached.contains(kind),
+            "no callout seed ends as {kind}: {reached:?}"
+        );
+    }
 }

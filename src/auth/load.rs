@@ -14,7 +14,7 @@ use crate::auth::resolver::Previous;
 use crate::auth::user_pass::{Secret, is_bcrypt};
 use crate::auth::{
     AUTH_TIMEOUT_DEFAULT, AuthConfig, CliAuth, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT,
-    GLOBAL_ACCOUNT_ID, User, nkey, operator,
+    GLOBAL_ACCOUNT_ID, User, callout, nkey, operator,
 };
 use crate::config::{ConfigError, Entry, Pos, ServerOptions, Value};
 use crate::perms::Permissions;
@@ -56,6 +56,7 @@ pub(crate) fn build_with(
         warnings: Vec::new(),
         operator: None,
         hybrid: None,
+        callout: None,
     };
     cfg.account_ids
         .insert(GLOBAL_ACCOUNT.into(), GLOBAL_ACCOUNT_ID);
@@ -64,12 +65,22 @@ pub(crate) fn build_with(
     if let Some(value) = opts.auth_section("accounts") {
         parsed.extend(load_accounts(&mut cfg, value)?);
     }
+    let mut raw_callout = None;
     if let Some(value) = opts.auth_section("authorization") {
-        parsed.extend(load_authorization(&mut cfg, value)?);
+        let (users, callout) = load_authorization(&mut cfg, value)?;
+        parsed.extend(users);
+        raw_callout = callout;
     }
     apply_cli(&mut cfg, cli)?;
     register_users(&mut cfg, parsed)?;
     if let Some(settings) = operator_settings {
+        if let (Some(_), Some(v)) = (&raw_callout, opts.auth_section("authorization")) {
+            // nats-server `validateTrustedOperators`.
+            return Err(v.error(
+                "auth_callout",
+                "operators do not allow authorization callouts to be configured directly",
+            ));
+        }
         check_operator_exclusive(&cfg, opts, cli)?;
         let (mut mode, system) =
             operator::build(settings, &mut cfg.accounts, &mut cfg.account_ids, previous)?;
@@ -81,6 +92,9 @@ pub(crate) fn build_with(
     }
     resolve_system_account(&mut cfg, opts)?;
     resolve_no_auth_user(&mut cfg, opts)?;
+    if let Some(raw) = raw_callout {
+        cfg.callout = Some(Arc::new(resolve_callout(&cfg, raw)?));
+    }
     warn_plaintext(&mut cfg);
     cfg.hybrid = operator::OperatorMode::hybrid(&cfg.accounts);
     cfg.imports = ImportTable::new(&cfg.accounts);
@@ -183,9 +197,13 @@ fn parse_signing_keys(
 }
 
 /// `authorization { .. }` (nats-server `parseAuthorization`).
-fn load_authorization(cfg: &mut AuthConfig, value: &Value) -> Result<Vec<ParsedUser>, ConfigError> {
+fn load_authorization(
+    cfg: &mut AuthConfig,
+    value: &Value,
+) -> Result<(Vec<ParsedUser>, Option<callout::RawCallout>), ConfigError> {
     let map = value.expect_map("authorization")?;
     let (mut user, mut pass, mut token) = (None, None, None);
+    let mut callout = None;
     let mut users_value = None;
     let mut default_perms = None;
     for entry in map {
@@ -199,12 +217,7 @@ fn load_authorization(cfg: &mut AuthConfig, value: &Value) -> Result<Vec<ParsedU
             "default_permission" | "default_permissions" | "permissions" | "permission" => {
                 default_perms = Some(Arc::new(Permissions::from_value(v)?));
             }
-            "auth_callout" | "callout" => {
-                return Err(ConfigError::NotSupported {
-                    pos: entry.pos.clone(),
-                    key: entry.key.clone(),
-                });
-            }
+            "auth_callout" | "auth_hook" => callout = Some(callout::parse_config(v)?),
             _ if entry.is_used_variable() => {}
             _ => return Err(unknown_field(entry)),
         }
@@ -229,7 +242,7 @@ fn load_authorization(cfg: &mut AuthConfig, value: &Value) -> Result<Vec<ParsedU
     if let Some(name) = user {
         cfg.single_user = Some((name, Arc::new(pass.unwrap_or_default())));
     }
-    Ok(users)
+    Ok((users, callout))
 }
 
 /// A string, or an integer/float written unquoted (nats-server stringifies these too).
@@ -491,6 +504,49 @@ fn check_operator_exclusive(
         ));
     }
     Ok(())
+}
+
+/// Resolves the `auth_callout` names: the account must exist (nats-server logs "Authorization
+/// callout account … not valid"; we refuse to start), every `auth_users` entry must be a
+/// configured user or nkey (likewise), and every `allowed_accounts` entry a configured account.
+fn resolve_callout(
+    cfg: &AuthConfig,
+    raw: callout::RawCallout,
+) -> Result<callout::CalloutConfig, ConfigError> {
+    let (name, at) = &raw.account;
+    let account = cfg.account_id(name).ok_or_else(|| {
+        at.error(
+            "account",
+            format!("Authorization callout account \"{name}\" not valid"),
+        )
+    })?;
+    let (users, at) = &raw.auth_users;
+    if let Some(missing) = users
+        .iter()
+        .find(|u| !cfg.users.contains_key(*u) && !cfg.nkeys.contains_key(*u))
+    {
+        return Err(at.error(
+            "auth_users",
+            format!("Authorization callout user \"{missing}\" not valid: not a configured user"),
+        ));
+    }
+    let mut allowed_accounts = Vec::new();
+    for (name, at) in &raw.allowed_accounts {
+        let id = cfg.account_id(name).ok_or_else(|| {
+            at.error(
+                "allowed_accounts",
+                format!("auth_callout allowed account \"{name}\" not found in configured accounts"),
+            )
+        })?;
+        allowed_accounts.push(id);
+    }
+    Ok(callout::CalloutConfig {
+        issuer: raw.issuer,
+        account,
+        auth_users: raw.auth_users.0,
+        xkey: raw.xkey.map(Arc::new),
+        allowed_accounts,
+    })
 }
 
 fn unknown_field(entry: &Entry) -> ConfigError {

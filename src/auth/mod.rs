@@ -12,6 +12,7 @@
 //! [`AuthFailure`] carries none.
 
 pub mod accounts;
+pub mod callout;
 pub mod jwt;
 mod load;
 pub mod nkey;
@@ -78,6 +79,8 @@ pub struct AuthConfig {
     /// Configured accounts with `signing_keys` (no operator): a CONNECT with a user JWT issued
     /// by one of them joins that account.
     hybrid: Option<operator::OperatorMode>,
+    /// `authorization { auth_callout { … } }` (server-config mode).
+    callout: Option<Arc<callout::CalloutConfig>>,
 }
 
 /// One configured user (password, TLS-mapped or nkey).
@@ -147,6 +150,13 @@ impl SlowCheck {
             .unwrap_or_else(|| cache.pair(&self.identity.user, &self.offered, &self.hash));
         cache.record(pair, cache.hash(&self.hash), now());
         Ok(self.identity)
+    }
+}
+
+impl SlowCheck {
+    /// The account the user would be bound to if the check passes.
+    pub fn account(&self) -> u32 {
+        self.identity.account
     }
 }
 
@@ -244,6 +254,8 @@ pub enum AuthFailure {
     BearerNotAllowed,
     #[error("maximum account active connections exceeded")]
     AccountConnectionsExceeded,
+    #[error("{0}")]
+    Callout(callout::CalloutError),
 }
 
 /// Identity material from a verified client certificate (the TLS layer fills it).
@@ -297,6 +309,11 @@ impl AuthConfig {
             || !self.nkeys.is_empty()
             || self.operator.is_some()
             || self.hybrid.is_some()
+    }
+
+    /// The auth callout, when configured (server-config mode).
+    pub fn callout(&self) -> Option<&Arc<callout::CalloutConfig>> {
+        self.callout.as_ref()
     }
 
     /// Operator mode, when configured.

@@ -602,7 +602,7 @@ pub fn compile_permissions(claims: &PermissionClaims) -> Option<Permissions> {
 }
 
 /// nats-server `applyAccountLimits` `minLimit`: -1 is no limit; otherwise the smaller value.
-fn min_limit(user: i64, account: i64) -> Option<usize> {
+pub(crate) fn min_limit(user: i64, account: i64) -> Option<usize> {
     let limit = match (user, account) {
         (jwt::claims::NO_LIMIT, a) => a,
         (u, jwt::claims::NO_LIMIT) => u,
@@ -619,18 +619,18 @@ fn is_revoked(account: &AccountClaims, user: &ClaimsData) -> bool {
         .any(|&at| user.iat <= at)
 }
 
-fn allows_standard_client(types: &[String]) -> bool {
+pub(crate) fn allows_standard_client(types: &[String]) -> bool {
     types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("STANDARD"))
 }
 
-fn expiry(exp: i64) -> Option<SystemTime> {
+pub(crate) fn expiry(exp: i64) -> Option<SystemTime> {
     let secs = u64::try_from(exp).ok().filter(|s| *s > 0)?;
     // nats-server arms the timer at `exp`; a connection at `now == exp` is accepted and then
     // expires at once.
     UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
-fn unix_seconds(now: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(now: SystemTime) -> i64 {
     now.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
@@ -638,7 +638,7 @@ fn unix_seconds(now: SystemTime) -> i64 {
 /// The zone a user's `times` are read in: `times_location` (an IANA name, nats-server
 /// `time.LoadLocation`), else the server's local zone, as nats-server. An unknown name fails
 /// the user (nats-io/jwt refuses such a JWT at validation).
-fn times_zone(limits: &UserPermissionLimits) -> Result<Option<TimeZone>, AuthFailure> {
+pub(crate) fn times_zone(limits: &UserPermissionLimits) -> Result<Option<TimeZone>, AuthFailure> {
     if limits.times.is_empty() {
         return Ok(None);
     }
@@ -654,7 +654,7 @@ fn times_zone(limits: &UserPermissionLimits) -> Result<Option<TimeZone>, AuthFai
 /// nats-server `validateTimes`: with `times`, now must fall inside one window (`HH:MM:SS` in
 /// `zone`; an end before the start runs past midnight) that started today; the connection is
 /// closed at the window's end.
-fn time_window_end(
+pub(crate) fn time_window_end(
     limits: &UserPermissionLimits,
     zone: Option<&TimeZone>,
     now_unix: i64,

@@ -217,6 +217,8 @@ pub struct Conn {
     pub stuck_at: Option<u64>,
     /// The last CONNECT's options, to re-check the credentials after a reload.
     pub credentials: Option<Box<crate::protocol::ConnectOptions>>,
+    /// Admitted by the auth callout: a reload does not re-check it locally.
+    pub admitted_by_callout: bool,
 }
 
 impl Conn {
@@ -276,6 +278,7 @@ impl Conn {
             account_conn: None,
             account_subs: None,
             credentials: None,
+            admitted_by_callout: false,
             stall: None,
             stuck_at: None,
         }

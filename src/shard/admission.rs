@@ -145,6 +145,12 @@ impl Shard {
             Some(conn.peer.ip()),
             SystemTime::now(),
         );
+        if let Some(callout) = snapshot.auth.callout()
+            && Self::wants_callout(callout, connect, &verdict)
+        {
+            self.start_callout(slot, connect, flags);
+            return;
+        }
         match verdict {
             Verdict::Done(Ok(identity)) => self.accept_connect(slot, flags, identity),
             Verdict::Done(Err(failure)) => self.refuse_connect(slot, failure),
@@ -233,7 +239,8 @@ impl Shard {
         }
     }
 
-    fn accept_connect(&mut self, slot: u32, flags: ConnFlags, identity: ClientIdentity) {
+    pub(super) fn accept_connect(&mut self, slot: u32, flags: ConnFlags, identity: ClientIdentity) {
+        let identity = self.with_callout_deny(identity);
         let conn = &mut self.conns[slot as usize];
         conn.flags = flags;
         conn.parser.set_headers(flags.headers);
@@ -253,7 +260,7 @@ impl Shard {
         self.sys_connect_event(slot);
     }
 
-    fn refuse_connect(&mut self, slot: u32, failure: AuthFailure) {
+    pub(super) fn refuse_connect(&mut self, slot: u32, failure: AuthFailure) {
         let conn = &self.conns[slot as usize];
         // The reason goes to the debug log only; the client learns nothing more.
         tracing::debug!(
@@ -341,7 +348,8 @@ impl Shard {
         let slots: Vec<u32> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_open() && !c.auth_pending)
+            // A user the auth callout admitted has no local credentials to re-check.
+            .filter(|(_, c)| c.is_open() && !c.auth_pending && !c.admitted_by_callout)
             .map(|(slot, _)| slot as u32)
             .collect();
         for slot in slots {

@@ -46,6 +46,13 @@ pub enum ShardMsg {
     Response(Vec<u8>),
     /// The sender is shutting down and will forward nothing more.
     Quiesced,
+    /// A reply published in `account` to auth callout `seq`, which the receiver owns
+    /// (`shard/callout.rs`).
+    CalloutReply {
+        account: u32,
+        seq: u64,
+        payload: Vec<u8>,
+    },
 }
 
 impl ShardMsg {
@@ -53,6 +60,7 @@ impl ShardMsg {
         match self {
             ShardMsg::Messages(b) | ShardMsg::Response(b) => b.len(),
             ShardMsg::Interest { filter, .. } => filter.len() + 32,
+            ShardMsg::CalloutReply { payload, .. } => payload.len() + 16,
             _ => 16,
         }
     }

@@ -16,6 +16,7 @@
 //! only once every peer has acknowledged the interest change (5).
 
 mod admission;
+mod callout;
 pub mod driver;
 pub mod forward;
 mod lame_duck;
@@ -226,6 +227,8 @@ pub struct Shard {
     accepting: bool,
     /// Counters, closed connections and queries of the monitoring thread (`monitor.rs`).
     monitor: monitor::ShardMonitor,
+    /// Outstanding auth callouts (`callout.rs`).
+    callouts: callout::Callouts,
 }
 
 /// The option values the shard reads per connection or per message.
@@ -309,6 +312,7 @@ impl Shard {
             quiesced_peers: 0,
             accepting: true,
             monitor: monitor::ShardMonitor::new(None, peers),
+            callouts: callout::Callouts::default(),
         };
         shard.monitor = monitor::ShardMonitor::new(shard.shared.take_monitor_queries(id), peers);
         shard.crosses_accounts = crosses_accounts(&shard.snapshot);
@@ -340,6 +344,7 @@ impl Shard {
         }
         if self.now >= self.next_tick {
             self.next_tick = self.now + TICK;
+            self.expire_callouts();
             self.on_tick();
             self.check_lame_duck();
         }
@@ -797,6 +802,10 @@ impl Shard {
         }
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
+        if msg.subject.starts_with(callout::CALLOUT_INBOX_PREFIX) {
+            self.on_callout_reply(account, &msg);
+            return;
+        }
         let served = msg.subject.first() == Some(&b'$') && self.sys_request(slot, account, &msg);
         let echo_skip = if flags.echo {
             None
@@ -1154,6 +1163,11 @@ impl Shard {
                 self.mesh.send(from, ShardMsg::InterestAck { seq });
             }
             ShardMsg::Quiesced => self.on_peer_quiesced(),
+            ShardMsg::CalloutReply {
+                account,
+                seq,
+                payload,
+            } => self.settle_callout(account, seq, &payload),
             ShardMsg::InterestAck { seq } => {
                 let acked = &mut self.acked[usize::from(from.0)];
                 *acked = (*acked).max(seq);

@@ -284,11 +284,63 @@ impl TlsSession {
         }
     }
 
+    /// The client's TLS state for an auth callout request: version and cipher as Go names
+    /// them (`1.3`, `TLS_AES_128_GCM_SHA256`), and the certificates the client sent as PEM,
+    /// as the verified chain when `verified` (rustls accepted them against the CA) or as plain
+    /// `certs` otherwise. `None` before the handshake is done.
+    pub fn callout_info(&self, verified: bool) -> Option<crate::auth::callout::ClientTls> {
+        let conn = self.conn.as_ref().ok()?;
+        if conn.is_handshaking() {
+            return None;
+        }
+        let version = match conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "1.2",
+            _ => "",
+        };
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .map(|name| name.replacen("TLS13_", "TLS_", 1))
+            .unwrap_or_default();
+        let pems: Vec<String> = conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|der| certificate_pem(der.as_ref()))
+            .collect();
+        let (certs, verified_chains) = if verified && !pems.is_empty() {
+            (Vec::new(), vec![pems])
+        } else {
+            (pems, Vec::new())
+        };
+        Some(crate::auth::callout::ClientTls {
+            version: version.to_string(),
+            cipher,
+            certs,
+            verified_chains,
+        })
+    }
+
     /// The negotiated protocol version (`"TLSv1.3"`), for logs and monitoring.
     pub fn protocol_version(&self) -> Option<&'static str> {
         let version = self.conn.as_ref().ok()?.protocol_version()?;
         version.as_str()
     }
+}
+
+/// A DER certificate as PEM (Go `pem.EncodeToMemory`: base64 lines of 64 characters).
+fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::with_capacity(body.len() + body.len() / 64 + 64);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// True when `first_bytes` (the first bytes a client sent after our INFO) cannot start a TLS

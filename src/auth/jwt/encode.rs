@@ -69,6 +69,16 @@ pub fn activation(
     sign(&mut data, &nats, signer)
 }
 
+/// Signs a token of another claim type (the auth callout's `authorization_request`): `nats`
+/// must already carry its `type` and `version`.
+pub fn claims<T: Serialize>(
+    mut data: ClaimsData,
+    nats: &T,
+    signer: &KeyPair,
+) -> Result<String, EncodeError> {
+    sign(&mut data, nats, signer)
+}
+
 /// Unix seconds now.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -1,0 +1,348 @@
+//! The shard's part of the auth callout: deciding that a CONNECT goes to the auth service,
+//! publishing the request into the callout account, parking the client until the service's
+//! reply (or the auth timeout), and applying the verdict.
+//!
+//! Cold: once per callout CONNECT and once per reply. The request is published through
+//! `route` like any message, with a reply subject this shard owns
+//! (`$SYS._INBOX.callout.<shard>.<seq>`); a reply published on any shard reaches the owner
+//! (directly or as `ShardMsg::CalloutReply`), which alone decides.
+//! Invariants: a parked client runs no ops and is not read (the slow-check parking of
+//! `admission.rs`); at most `CALLOUT_PENDING_MAX` callouts are outstanding per shard, and a
+//! CONNECT past that is refused at once; each request is settled at most once (a late or
+//! repeated reply finds nothing and is dropped); a reply counts only when published in the
+//! callout account; no request, response, JWT or key appears in a log line.
+
+use std::time::{Instant, SystemTime};
+
+use ahash::AHashMap;
+
+use crate::auth::callout::{
+    self, CALLOUT_SUBJECT, CalloutConfig, CalloutError, ClientInfo, Expected, ServerInfo,
+};
+use crate::auth::{AuthFailure, ClientIdentity, Verdict};
+use crate::conn::ConnFlags;
+use crate::protocol::ConnectOptions;
+use crate::shard::forward::Published;
+use crate::shard::mesh::ShardMsg;
+use crate::shard::{Shard, ShardId};
+
+/// Callouts one shard keeps outstanding. Each holds a parked client until its reply or its auth
+/// timeout; past this a CONNECT that needs a callout is refused with `Authorization Violation`
+/// rather than queued without bound.
+pub const CALLOUT_PENDING_MAX: usize = 1024;
+/// Reply subjects of callout requests: `<prefix><shard>.<seq>`.
+pub const CALLOUT_INBOX_PREFIX: &[u8] = b"$SYS._INBOX.callout.";
+
+/// One outstanding callout.
+pub(super) struct PendingCallout {
+    slot: u32,
+    cid: u64,
+    /// The account the request was published in; only a reply published there counts.
+    account: u32,
+    /// The fresh user nkey the response must name.
+    user_nkey: String,
+    deadline: Instant,
+}
+
+/// This shard's outstanding callouts, by sequence number (the last token of the reply subject).
+#[derive(Default)]
+pub(super) struct Callouts {
+    pending: AHashMap<u64, PendingCallout>,
+    next_seq: u64,
+}
+
+impl Shard {
+    /// Whether this CONNECT goes to the auth service rather than `verdict` (nats-server
+    /// `processClientOrLeafAuthentication`): every client whose user is not one of the
+    /// `auth_users`, unless it logged in locally into an account the callout does not cover.
+    pub(super) fn wants_callout(
+        callout: &CalloutConfig,
+        connect: &ConnectOptions,
+        verdict: &Verdict,
+    ) -> bool {
+        if callout.is_auth_user(raw_auth_user(connect)) {
+            return false;
+        }
+        let local_account = match verdict {
+            Verdict::Done(Ok(identity)) => Some(identity.account),
+            Verdict::Done(Err(_)) => None,
+            Verdict::Slow(check) => Some(check.account()),
+        };
+        callout.delegates(local_account)
+    }
+
+    /// Publishes the callout request for this CONNECT and parks the client; refuses it at
+    /// once when the request cannot go out.
+    pub(super) fn start_callout(&mut self, slot: u32, connect: &ConnectOptions, flags: ConnFlags) {
+        let snapshot = self.snapshot.clone();
+        let Some(config) = snapshot.auth.callout() else {
+            return;
+        };
+        if self.callouts.pending.len() >= CALLOUT_PENDING_MAX {
+            self.refuse_connect(slot, AuthFailure::Callout(CalloutError::QueueFull));
+            return;
+        }
+        let request = match self.build_callout_request(slot, connect, config) {
+            Ok(request) => request,
+            Err(err) => {
+                self.refuse_connect(slot, AuthFailure::Callout(err));
+                return;
+            }
+        };
+        let seq = self.callouts.next_seq;
+        self.callouts.next_seq += 1;
+        let mut reply = CALLOUT_INBOX_PREFIX.to_vec();
+        reply.extend_from_slice(format!("{}.{seq}", self.id.0).as_bytes());
+        let msg = Published {
+            subject: CALLOUT_SUBJECT.as_bytes(),
+            reply: &reply,
+            headers: &request.headers,
+            payload: &request.payload,
+        };
+        if !self.route(config.account, &msg, None) {
+            self.refuse_connect(slot, AuthFailure::Callout(CalloutError::NoService));
+            return;
+        }
+        let timeout = snapshot.auth.timeout();
+        let conn = &mut self.conns[slot as usize];
+        let deadline = conn.auth_deadline.unwrap_or(self.now + timeout);
+        self.callouts.pending.insert(
+            seq,
+            PendingCallout {
+                slot,
+                cid: conn.cid,
+                account: config.account,
+                user_nkey: request.user_nkey,
+                deadline,
+            },
+        );
+        conn.auth_pending = true;
+        conn.pending_flags = flags;
+        // Nothing more is read from this client until the verdict.
+        self.pause_recv(slot);
+    }
+
+    fn build_callout_request(
+        &self,
+        slot: u32,
+        connect: &ConnectOptions,
+        config: &CalloutConfig,
+    ) -> Result<callout::Request, CalloutError> {
+        let conn = &self.conns[slot as usize];
+        let opts = &self.snapshot.opts;
+        let keys = &self.shared.keys;
+        let server = ServerInfo {
+            name: opts
+                .server_name
+                .clone()
+                .unwrap_or_else(|| keys.id().to_string()),
+            host: opts.host.clone(),
+            version: crate::server::COMPAT_VERSION.to_string(),
+            ..ServerInfo::default()
+        };
+        let client = ClientInfo {
+            host: conn.peer.ip().to_string(),
+            id: conn.cid,
+            user: raw_auth_user(connect).to_string(),
+            name: connect.name.clone(),
+            kind: "Client".into(),
+            client_type: "nats".into(),
+            // nats-server fills the nonce only when the client signed it.
+            nonce: match (&connect.sig, &conn.nonce) {
+                (Some(_), Some(nonce)) => nonce.clone(),
+                _ => String::new(),
+            },
+            ..ClientInfo::default()
+        };
+        let verified = self.snapshot.tls.as_ref().is_some_and(|t| t.verify);
+        let tls = conn.tls.as_ref().and_then(|t| t.callout_info(verified));
+        let timeout = i64::try_from(self.snapshot.auth.timeout().as_secs()).unwrap_or(i64::MAX);
+        let exp = crate::auth::jwt::encode::now_unix().saturating_add(timeout.max(1));
+        callout::build_request(
+            keys,
+            &config.issuer,
+            config.xkey.as_deref(),
+            &server,
+            &client,
+            connect,
+            tls.as_ref(),
+            exp,
+        )
+    }
+
+    /// A publish in `account` on a callout reply subject: settled here if this shard owns it,
+    /// else handed to the owner. Never routed to subscribers.
+    pub(super) fn on_callout_reply(&mut self, account: u32, msg: &Published<'_>) {
+        let Some((shard, seq)) = parse_reply(msg.subject) else {
+            tracing::debug!(
+                shard = self.id.0,
+                "auth callout: reply on a malformed subject"
+            );
+            return;
+        };
+        if shard == self.id.0 {
+            self.settle_callout(account, seq, msg.payload);
+            return;
+        }
+        if usize::from(shard) >= self.shared.shard_count {
+            return;
+        }
+        let payload = msg.payload.to_vec();
+        let handoff = ShardMsg::CalloutReply {
+            account,
+            seq,
+            payload,
+        };
+        if !self.mesh.send(ShardId(shard), handoff) {
+            tracing::warn!(
+                shard = self.id.0,
+                peer = shard,
+                "auth callout reply dropped"
+            );
+        }
+    }
+
+    /// Applies the reply to callout `seq`, published in `account`.
+    pub(super) fn settle_callout(&mut self, account: u32, seq: u64, payload: &[u8]) {
+        match self.callouts.pending.get(&seq) {
+            Some(pending) if pending.account == account => {}
+            _ => {
+                // Late (timed out), repeated, or published in another account.
+                tracing::debug!(
+                    shard = self.id.0,
+                    "auth callout: reply to no outstanding request dropped"
+                );
+                return;
+            }
+        }
+        let Some(pending) = self.callouts.pending.remove(&seq) else {
+            return;
+        };
+        let slot = pending.slot;
+        let waiting = self
+            .conns
+            .get(slot as usize)
+            .is_some_and(|c| c.cid == pending.cid && c.auth_pending && c.is_open());
+        if !waiting {
+            return;
+        }
+        let result = self.decode_callout_reply(&pending, payload);
+        let conn = &mut self.conns[slot as usize];
+        conn.auth_pending = false;
+        let flags = conn.pending_flags;
+        match result {
+            Ok(identity) => {
+                conn.admitted_by_callout = true;
+                self.accept_connect(slot, flags, identity);
+                self.process_rbuf(slot);
+                self.rearm_recv_if_drained(slot);
+            }
+            Err(err) => self.refuse_connect(slot, AuthFailure::Callout(err)),
+        }
+    }
+
+    fn decode_callout_reply(
+        &self,
+        pending: &PendingCallout,
+        payload: &[u8],
+    ) -> Result<ClientIdentity, CalloutError> {
+        let snapshot = self.snapshot.clone();
+        // A reload that removed the callout leaves nobody to trust.
+        let config = snapshot
+            .auth
+            .callout()
+            .ok_or(CalloutError::ResponseIssuer)?;
+        let keys = &self.shared.keys;
+        let expected = Expected {
+            user_nkey: &pending.user_nkey,
+            server_id: keys.id(),
+            issuer: &config.issuer,
+            sealed: config.xkey.as_deref().map(|service| (keys.xkey(), service)),
+        };
+        let now = SystemTime::now();
+        let now_unix = crate::auth::operator::unix_seconds(now);
+        let (user, claims) = callout::decode_response(payload, &expected, now_unix)?;
+        let peer = self.conns[pending.slot as usize].peer.ip();
+        callout::identity(
+            config,
+            |name| snapshot.auth.account_id(name),
+            &user,
+            &claims,
+            Some(peer),
+            now,
+        )
+    }
+
+    /// Refuses the clients whose callout outlived the auth timeout, and forgets callouts whose
+    /// client is gone. Runs on the tick, before the auth timeout check (which would say
+    /// `Authentication Timeout`; a callout timeout is an `Authorization Violation`).
+    pub(super) fn expire_callouts(&mut self) {
+        if self.callouts.pending.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let conns = &self.conns;
+        let mut expired = Vec::new();
+        self.callouts.pending.retain(|_, p| {
+            let waiting = conns
+                .get(p.slot as usize)
+                .is_some_and(|c| c.cid == p.cid && c.auth_pending && c.is_open());
+            if waiting && now >= p.deadline {
+                expired.push(p.slot);
+                return false;
+            }
+            waiting
+        });
+        for slot in expired {
+            self.conns[slot as usize].auth_pending = false;
+            self.refuse_connect(slot, AuthFailure::Callout(CalloutError::Timeout));
+        }
+    }
+
+    /// `identity` with `$SYS.REQ.USER.AUTH` denied when it is bound to the callout account
+    /// (nats-server gives every client there, the auth users included, that deny).
+    pub(super) fn with_callout_deny(&self, mut identity: ClientIdentity) -> ClientIdentity {
+        let Some(config) = self.snapshot.auth.callout() else {
+            return identity;
+        };
+        if identity.account != config.account {
+            return identity;
+        }
+        if let Ok(perms) = callout::callout_deny(identity.permissions.as_deref()) {
+            identity.permissions = Some(std::sync::Arc::new(perms));
+        }
+        identity
+    }
+}
+
+/// nats-server `getRawAuthUser` (config mode): the nkey, else the user name.
+fn raw_auth_user(connect: &ConnectOptions) -> &str {
+    connect
+        .nkey
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .or(connect.user.as_deref())
+        .unwrap_or_default()
+}
+
+/// `<prefix><shard>.<seq>` → (shard, seq).
+fn parse_reply(subject: &[u8]) -> Option<(u16, u64)> {
+    let rest = subject.strip_prefix(CALLOUT_INBOX_PREFIX)?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let (shard, seq) = text.split_once('.')?;
+    Some((shard.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_subjects_parse_back() {
+        assert_eq!(parse_reply(b"$SYS._INBOX.callout.3.17"), Some((3, 17)));
+        assert_eq!(parse_reply(b"$SYS._INBOX.callout.3"), None);
+        assert_eq!(parse_reply(b"$SYS._INBOX.callout.x.1"), None);
+        assert_eq!(parse_reply(b"$SYS._INBOX.callout.70000.1"), None);
+        assert_eq!(parse_reply(b"$SYS._INBOX.other.1.1"), None);
+    }
+}
