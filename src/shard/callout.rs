@@ -144,7 +144,7 @@ impl Shard {
             host: conn.peer.ip().to_string(),
             id: conn.cid,
             user: raw_auth_user(connect).to_string(),
-            name: connect.name.clone(),
+            name: conn.name.clone(),
             kind: "Client".into(),
             client_type: "nats".into(),
             // nats-server fills the nonce only when the client signed it.
@@ -158,13 +158,18 @@ impl Shard {
         let tls = conn.tls.as_ref().and_then(|t| t.callout_info(verified));
         let timeout = i64::try_from(self.snapshot.auth.timeout().as_secs()).unwrap_or(i64::MAX);
         let exp = crate::auth::jwt::encode::now_unix().saturating_add(timeout.max(1));
+        // The CONNECT as received: `on_connect` moved these three into the connection.
+        let mut connect = connect.clone();
+        connect.name.clone_from(&conn.name);
+        connect.lang.clone_from(&conn.lang);
+        connect.version.clone_from(&conn.version);
         callout::build_request(
             keys,
             &config.issuer,
             config.xkey.as_deref(),
             &server,
             &client,
-            connect,
+            &connect,
             tls.as_ref(),
             exp,
         )
