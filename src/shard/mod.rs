@@ -802,11 +802,12 @@ impl Shard {
         }
         self.ok_if_verbose(slot);
         let account = self.conns[slot as usize].account;
-        if msg.subject.starts_with(callout::CALLOUT_INBOX_PREFIX) {
+        let system_subject = msg.subject.first() == Some(&b'$');
+        if system_subject && msg.subject.starts_with(callout::CALLOUT_INBOX_PREFIX) {
             self.on_callout_reply(account, &msg);
             return;
         }
-        let served = msg.subject.first() == Some(&b'$') && self.sys_request(slot, account, &msg);
+        let served = system_subject && self.sys_request(slot, account, &msg);
         let echo_skip = if flags.echo {
             None
         } else {
