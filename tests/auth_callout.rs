@@ -22,7 +22,7 @@ use futures::StreamExt;
 use nkeys::{KeyPair, XKey};
 use serde_json::{Value, json};
 
-use common::{RawConn, Server, ServerOpts, TIMEOUT};
+use common::{Launch, RawConn, Server, TIMEOUT};
 
 /// The issuer account's raw seed (its public key goes into `auth_callout.issuer`).
 const ISSUER_SEED: [u8; 32] = [21; 32];
@@ -445,11 +445,10 @@ async fn users_are_placed_into_accounts_with_the_permissions_of_their_jwt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_and_bad_responses_are_authorization_violations() {
-    let server = Server::start_with(ServerOpts {
-        config_extra: config(2, false),
-        args: vec!["-D".into()],
-        ..ServerOpts::default()
-    });
+    let server = Launch::under_test()
+        .config(&config(2, false))
+        .arg("-D")
+        .start();
     let _service = Service::start(&server, false).await;
     let port = server.port();
     let mut bystander = admitted(port, "alice").await;
@@ -475,7 +474,7 @@ async fn rejections_and_bad_responses_are_authorization_violations() {
     let _ = admitted(port, "bob").await;
     drop(bystander);
     // Each reason is in the debug log; no password, JWT or xkey is.
-    let log = server.log();
+    let log = server.output();
     for reason in [
         "auth callout: service returned an error",
         "auth callout: response is not an authorization_response JWT",
@@ -604,11 +603,10 @@ async fn xkey_sealed_requests_and_responses() {
 async fn outstanding_callouts_are_bounded() {
     /// `shard::callout::CALLOUT_PENDING_MAX`.
     const PENDING_MAX: usize = 1024;
-    let server = Server::start_with(ServerOpts {
-        config_extra: config(10, false),
-        shards: 1,
-        ..ServerOpts::default()
-    });
+    let server = Launch::under_test()
+        .config(&config(10, false))
+        .shards(1)
+        .start();
     let service = Service::start(&server, false).await;
     let port = server.port();
     let parked = blocking(move || {
