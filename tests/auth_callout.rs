@@ -713,11 +713,13 @@ async fn unrelated_request_reply_while_16_clients_wait_on_a_slow_service() {
         let (url, stop, admitted) = (server.url(), Arc::clone(&stop), Arc::clone(&admitted));
         connectors.push(tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let client =
-                    async_nats::ConnectOptions::with_user_and_password("slow".into(), "secret".into())
-                        .connect(url.clone())
-                        .await
-                        .expect("slow client admitted");
+                let client = async_nats::ConnectOptions::with_user_and_password(
+                    "slow".into(),
+                    "secret".into(),
+                )
+                .connect(url.clone())
+                .await
+                .expect("slow client admitted");
                 admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 drop(client);
             }
