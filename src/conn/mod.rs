@@ -63,11 +63,17 @@ impl CloseReason {
 
 /// A connection's traffic as nats-server counts it: messages and their header-plus-payload
 /// bytes, received from the client (`in`) and delivered to it (`out`).
+///
+/// Laid out so that no two fields bumped together (`in_msgs` and `in_bytes` per PUB, `out_msgs`
+/// and `out_bytes` per delivery) are neighbours: side by side, LLVM merged each pair into a
+/// vector load, add and store of a dozen instructions where two scalar adds do (callgrind,
+/// pub16: 18 instructions per message for the counters before this, see perf/results).
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[repr(C)]
 pub struct ConnStats {
     pub in_msgs: u64,
-    pub in_bytes: u64,
     pub out_msgs: u64,
+    pub in_bytes: u64,
     pub out_bytes: u64,
 }
 

@@ -37,6 +37,10 @@ impl Shard {
     /// claims update, which needs no reply subject) to the monitoring thread, which answers
     /// on `reply` in the requester's account. Returns whether the resolver serves it (then
     /// the publisher gets no "no responders", as nats-server's resolver subscribes there).
+    // Cold and never inlined: inlined into `on_pub`, it made every PUB spill registers to a
+    // larger stack frame (callgrind, pub16; see perf/results/20261207-monitoring-bar).
+    #[cold]
+    #[inline(never)]
     pub(super) fn sys_request(&mut self, slot: u32, account: u32, msg: &Published<'_>) -> bool {
         let system = account == self.snapshot.auth.system_account();
         let claims = system
