@@ -580,6 +580,10 @@ fn run_shard(
     if let Some(cpu) = cpu {
         pin::pin_current(cpu, id.0);
     }
+    let slice = pin::request_short_slice();
+    if slice != pin::SliceRequest::Set {
+        tracing::debug!(shard = id.0, ?slice, "shard keeps the kernel's default time slice");
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut shard = match Driver::new(id, shared.clone(), mesh, waker, listener) {
             Ok(shard) => shard,
