@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 # Usage: scripts/bench_side_by_side.py [--rounds N] [--quick] [--scenarios a,b] [--out FILE.md]
+#                                      [--ringnats PATH] [--workers N]
 #
 # The second half of scripts/compare.sh: the same servers driven by ringnats' own load
 # generator (`ringnats bench`, which batches publishes as the official clients do), so the
 # broker rather than the Go client is the limit. For each scenario it starts ringnats and
 # nats-server in turn (A B, then B A, ...) on a free loopback port pinned to CPU 0, runs
 # `ringnats bench` pinned to CPU 1, and prints a markdown table of medians and B/A ratios.
-# Needs target/release/ringnats and nats-server on PATH; starts and stops only its servers.
+# Needs target/release/ringnats (or --ringnats PATH: a build without the CI debug assertions
+# for figures) and nats-server on PATH; starts and stops only its servers. storm_creds runs
+# both servers in operator mode (memory resolver) from the same `ringnats jwt` files and
+# connects with one `.creds` file (scripts/compare.py make_operator). --workers sets the
+# storms' connecting threads (default 4).
 import argparse
 import os
 import re
@@ -15,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from compare import UNIT_US, ringnats_user_nkey
+from compare import UNIT_US, make_operator, ringnats_user_nkey
 from pinned_server import PinnedServer
 
 RINGNATS = "target/release/ringnats"
@@ -39,6 +44,8 @@ SCENARIOS = [
      "connects", "authorization {{ token: " + TOKEN + " }}"),
     ("storm_nkey", ["--connect-storm", "--workers", "4", "--duration", "2s", "--nkey", "{seed}"],
      "connects", "authorization {{ users = [ {{ nkey: {public} }} ] }}"),
+    ("storm_creds", ["--connect-storm", "--workers", "4", "--duration", "2s", "--creds", "{creds}"],
+     "connects", "{operator}"),
 ]
 
 PATTERNS = {
@@ -69,6 +76,11 @@ def run_once(server_cmd, args, metric, config=None):
     return value * UNIT_US[m.group(2)] if m.lastindex == 2 else value
 
 
+def set_ringnats(path):
+    global RINGNATS
+    RINGNATS = path
+
+
 def user_nkey():
     """A fresh user nkey from `ringnats keygen user`: the seed in a file for the bench, the
     public key for the server's config."""
@@ -86,18 +98,27 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 rounds, a quarter of the messages, 1 s storms")
     ap.add_argument("--out")
     ap.add_argument("--scenarios", help="comma list of scenario names (default: all)")
+    ap.add_argument("--ringnats", default=RINGNATS, help="the ringnats binary (server and load)")
+    ap.add_argument("--workers", type=int, help="connecting threads of the storms (default 4)")
     args = ap.parse_args()
+    set_ringnats(args.ringnats)
     wanted = set(args.scenarios.split(",")) if args.scenarios else None
     rounds = 2 if args.quick else args.rounds
     servers = [("ringnats", [RINGNATS]), ("nats-server", ["nats-server"])]
+    operator, creds = None, None
     lines = ["| scenario | metric | ringnats median | nats-server median | B/A | per-round B/A |",
              "|---|---|---|---|---|---|"]
     seed, public = user_nkey()
     for name, bench_args, metric, *config in SCENARIOS:
         if wanted is not None and name not in wanted:
             continue
-        config = config[0].format(public=public) if config else None
-        bench_args = [a.format(seed=seed) for a in bench_args]
+        if name == "storm_creds" and operator is None:
+            operator, creds = make_operator(RINGNATS, SCRATCH)
+        config = config[0].format(public=public, operator=operator) if config else None
+        bench_args = [a.format(seed=seed, creds=creds) for a in bench_args]
+        if args.workers and "--workers" in bench_args:
+            i = bench_args.index("--workers") + 1
+            bench_args = bench_args[:i] + [str(args.workers)] + bench_args[i + 1:]
         if args.quick and "--msgs" in bench_args:
             i = bench_args.index("--msgs") + 1
             bench_args = bench_args[:i] + [str(int(bench_args[i]) // 4)] + bench_args[i + 1:]

@@ -46,7 +46,7 @@ LOAD_BOUND_S = 40  # the generator's own bound on a run
 LOAD_KILL_S = 55  # ...and ours, should it not stop
 START_BOUND_S = 15  # a server that does not listen by then failed to start
 IDLE_SETTLE_S = 0.2  # idle RSS is read this long after the port answers
-PHASES = ("none", "token", "users")
+PHASES = ("none", "token", "users", "jwt")
 
 
 class Load:
@@ -129,6 +129,8 @@ SCENARIOS = [
     ("storm_nkey", "users", "nkey", Load("connect", workers=4, seconds=2), CONNECTS),
     ("connlat_nkey", "users", "nkey", Load("connect", workers=1, seconds=1), CONNECT_P50),
     ("connlat_plain", "users", "plain", Load("connect", workers=1, seconds=1), CONNECT_P50),
+    ("storm_creds", "jwt", "creds", Load("connect", workers=4, seconds=2), CONNECTS),
+    ("connlat_creds", "jwt", "creds", Load("connect", workers=1, seconds=1), CONNECT_P50),
     ("pub16_open_user", "users", "open", Load("pubsub", 1, 0, 16, 15_000_000, subject="events.bench"),
      THROUGHPUT_PUB),
     ("pub16_restricted", "users", "restricted",
@@ -163,7 +165,60 @@ def make_secrets(load, tool, work, bcrypt_cost):
     fd = os.open(sec["nkey_file"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(sec.pop("seed") + "\n")
+    sec["operator_block"], sec["creds_file"] = make_operator(ringnats_binary(), work)
     return sec
+
+
+def ringnats_binary():
+    """The ringnats whose `jwt` and `keygen` subcommands make the operator-mode fixtures
+    ($RINGNATS, or target/release/ringnats)."""
+    return os.environ.get("RINGNATS") or os.path.join(REPO, "target/release/ringnats")
+
+
+def make_operator(ringnats, work):
+    """Operator mode for the `jwt` phase, made with `ringnats jwt` (no nsc here): an operator
+    with a system account, account A preloaded in the memory resolver, and one user of A with
+    publish/subscribe permissions in a `.creds` file. Returns (config block, creds path); both
+    servers read the same files."""
+    def run(*args):
+        return subprocess.run([ringnats, *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    def key(kind, name):
+        text = run("keygen", kind)
+        path = os.path.join(work, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        public = next(w for w in text.split() if w[0] in "OAU" and len(w) == 56)
+        return path, public
+
+    def write(name, text):
+        path = os.path.join(work, name)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        return path
+
+    op_seed, _ = key("operator", "op.nk")
+    sys_seed, sys_pub = key("account", "sys.nk")
+    acc_seed, acc_pub = key("account", "a.nk")
+    user_seed, user_pub = key("user", "u.nk")
+    op_jwt = write("op.jwt", run("jwt", "operator", "--signer", op_seed, "--name", "OP",
+                                 "--system-account", sys_pub))
+    sys_jwt = write("sys.jwt", run("jwt", "account", "--signer", op_seed, "--name", "SYS",
+                                   "--subject", sys_pub))
+    acc_jwt = write("a.jwt", run("jwt", "account", "--signer", op_seed, "--name", "A",
+                                 "--subject", acc_pub))
+    user_jwt = write("u.jwt", run("jwt", "user", "--signer", acc_seed, "--name", "bench",
+                                  "--subject", user_pub, "--pub-allow", "events.>",
+                                  "--pub-allow", "_INBOX.>", "--sub-allow", "results.>",
+                                  "--sub-allow", "_INBOX.>"))
+    creds = os.path.join(work, "u.creds")
+    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(run("jwt", "creds", "--jwt", user_jwt, "--seed", user_seed) + "\n")
+    block = run("jwt", "config", "--operator", op_jwt, "--account", sys_jwt, "--account", acc_jwt)
+    return block, creds
 
 
 def ringnats_user_nkey(ringnats):
@@ -178,6 +233,8 @@ def ringnats_user_nkey(ringnats):
 def auth_block(phase, sec):
     if phase == "token":
         return 'authorization {\n  token: "%s"\n}' % sec["token"]
+    if phase == "jwt":
+        return sec["operator_block"]
     if phase == "users":
         pw = sec["password"]
         return ("authorization {\n  users = [\n"
@@ -200,6 +257,7 @@ def credential_args(load, who, sec):
     return {
         "token": {"natsbench": ["-token", sec["token"]], "ringnats": ["--token", sec["token"]]}[load],
         "nkey": {"natsbench": ["-nkey", sec["nkey_file"]], "ringnats": ["--nkey", sec["nkey_file"]]}[load],
+        "creds": {"natsbench": ["-creds", sec["creds_file"]], "ringnats": ["--creds", sec["creds_file"]]}[load],
     }.get(who, user_pass)
 
 

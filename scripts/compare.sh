@@ -17,7 +17,8 @@
 #   --no-install       do not apt-get Go, nats.go or nats-server when they are missing
 #
 # Without --scenarios every scenario runs, including the auth phases (token, users with
-# bcrypt/plain passwords, nkeys, a permission-restricted publisher); --no-auth keeps to
+# bcrypt/plain passwords, nkeys, a permission-restricted publisher; operator mode with a
+# .creds user); --no-auth keeps to
 # pub16, pub128, pubsub128, fanout4, fanin4, queue4, reqrep, storm_none, connlat_none.
 # Runs from the repo root wherever it is called from. Installs what is missing (as root, with
 # apt-get: nats-server; golang-go and the nats.go packages through tools/natsbench/build.sh),
