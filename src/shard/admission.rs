@@ -130,27 +130,29 @@ impl Shard {
     pub(super) fn authenticate(
         &mut self,
         slot: u32,
-        connect: &crate::protocol::ConnectOptions,
+        connect: crate::protocol::ConnectOptions,
         flags: ConnFlags,
     ) {
         let snapshot = self.snapshot.clone();
         let conn = &mut self.conns[slot as usize];
-        // Kept (secrets redacted from Debug) to re-check the connection after a reload, as
-        // nats-server keeps a client's CONNECT options.
-        conn.credentials = Some(Box::new(connect.clone()));
         let verdict = snapshot.auth.verify_from(
-            connect,
+            &connect,
             conn.nonce.as_deref(),
             conn.cert.as_ref(),
             Some(conn.peer.ip()),
             SystemTime::now(),
         );
         if let Some(callout) = snapshot.auth.callout()
-            && Self::wants_callout(callout, connect, &verdict)
+            && Self::wants_callout(callout, &connect, &verdict)
         {
-            self.start_callout(slot, connect, flags);
+            // The callout's slow path keeps a copy; the request is built from the original.
+            conn.credentials = Some(Box::new(connect.clone()));
+            self.start_callout(slot, &connect, flags);
             return;
         }
+        // Kept (secrets redacted from Debug) to re-check the connection after a reload, as
+        // nats-server keeps a client's CONNECT options. Moved, not copied: a JWT is ~1 KB.
+        conn.credentials = Some(Box::new(connect));
         match verdict {
             Verdict::Done(Ok(identity)) => self.accept_connect(slot, flags, identity),
             Verdict::Done(Err(failure)) => self.refuse_connect(slot, failure),

@@ -59,7 +59,7 @@ impl Shard {
         conn.name = std::mem::take(&mut opts.name);
         conn.lang = std::mem::take(&mut opts.lang);
         conn.version = std::mem::take(&mut opts.version);
-        self.authenticate(slot, &opts, flags);
+        self.authenticate(slot, opts, flags);
     }
 
     /// nats-server `processConnect`: accept to CONNECT is the first RTT estimate (so `/connz`
