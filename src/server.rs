@@ -582,7 +582,11 @@ fn run_shard(
     }
     let slice = pin::request_short_slice();
     if slice != pin::SliceRequest::Set {
-        tracing::debug!(shard = id.0, ?slice, "shard keeps the kernel's default time slice");
+        tracing::debug!(
+            shard = id.0,
+            ?slice,
+            "shard keeps the kernel's default time slice"
+        );
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut shard = match Driver::new(id, shared.clone(), mesh, waker, listener) {
