@@ -130,6 +130,13 @@ pub struct Subscription {
     pub filter_deliveries: bool,
 }
 
+impl Subscription {
+    /// Whether it reached its UNSUB max: it takes no more messages and awaits removal.
+    pub fn is_at_max(&self) -> bool {
+        self.max.is_some_and(|max| self.delivered >= max)
+    }
+}
+
 /// The indexes of one account on this shard (DESIGN.md invariant 9: one per account).
 pub struct AccountIndex {
     /// Subscriptions of this shard's connections.
@@ -348,6 +355,9 @@ impl Shard {
             self.on_tick();
             self.check_lame_duck();
         }
+        // What the server published itself this turn (auth results, monitoring replies, events
+        // of closes) had no op to follow it.
+        self.after_op();
         self.flush_dirty();
         self.flush_mesh()
     }
@@ -695,15 +705,33 @@ impl Shard {
         }
     }
 
-    /// Work deferred out of the delivery loop: slow consumers and expired subscriptions.
+    /// Work deferred out of the delivery loop: slow consumers and expired subscriptions. Runs
+    /// after every op and every forwarded message, and once a turn for what the server
+    /// published itself (replies to `$SYS` requests, events); a close can publish an event, so
+    /// it loops until both lists are empty.
     fn after_op(&mut self) {
+        loop {
+            self.remove_expired();
+            let Some((slot, reason)) = self.to_close.pop() else {
+                return;
+            };
+            self.close(slot, reason);
+        }
+    }
+
+    /// Removes the subscriptions that reached their UNSUB max during delivery. Also run before
+    /// a SUB or UNSUB, so that a sid whose subscription ended is free (nats-server removes
+    /// such a subscription as it delivers the last message). A key whose subscription is gone,
+    /// or whose slot holds a newer subscription, is skipped.
+    fn remove_expired(&mut self) {
         while let Some(key) = self.expired.pop() {
-            if self.subs.contains(key.0 as usize) {
+            if self
+                .subs
+                .get(key.0 as usize)
+                .is_some_and(Subscription::is_at_max)
+            {
                 self.remove_sub(key);
             }
-        }
-        while let Some((slot, reason)) = self.to_close.pop() {
-            self.close(slot, reason);
         }
     }
 

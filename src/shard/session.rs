@@ -98,6 +98,8 @@ impl Shard {
             }
             filter_deliveries = perms.sub_needs_delivery_filter(filter);
         }
+        // A sid whose subscription just reached its UNSUB max is free again.
+        self.remove_expired();
         let conn = &mut self.conns[slot as usize];
         if conn.subs.contains_key(sid) {
             // A duplicate sid is ignored (nats-server processSub keeps the first).
@@ -147,6 +149,9 @@ impl Shard {
     }
 
     pub(super) fn on_unsub(&mut self, slot: u32, sid: &[u8], max: Option<u64>) {
+        // A subscription at its max is gone: a later `UNSUB <sid> <larger max>` must not
+        // revive it.
+        self.remove_expired();
         let conn = &self.conns[slot as usize];
         if let Some(&key) = conn.subs.get(sid) {
             let sub = &mut self.subs[key.0 as usize];
