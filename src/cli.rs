@@ -266,6 +266,8 @@ pub enum JwtCommand {
     Account(JwtAccountArgs),
     /// A user JWT, signed by the account (or one of its signing keys, with --issuer-account).
     User(JwtUserArgs),
+    /// An activation JWT: the exporting account lets one account import a private export.
+    Activation(JwtActivationArgs),
     /// A `.creds` file from a user JWT and the user's seed.
     Creds(JwtCredsArgs),
     /// A config block for operator mode with the memory resolver.
@@ -356,6 +358,28 @@ pub struct JwtAccountArgs {
     /// Revoke a user's JWTs issued up to now (`U…`, or `*` for all users), repeatable.
     #[arg(long = "revoke", value_name = "PUBLIC_KEY")]
     pub revoke: Vec<String>,
+    /// Export a stream anyone may import, repeatable.
+    #[arg(long = "export-stream", value_name = "SUBJECT")]
+    pub export_streams: Vec<String>,
+    /// Export a service anyone may import, repeatable.
+    #[arg(long = "export-service", value_name = "SUBJECT")]
+    pub export_services: Vec<String>,
+    /// Export a stream only to accounts holding an activation token (`token_req`), repeatable.
+    #[arg(long = "export-private-stream", value_name = "SUBJECT")]
+    pub export_private_streams: Vec<String>,
+    /// Export a service only to accounts holding an activation token, repeatable.
+    #[arg(long = "export-private-service", value_name = "SUBJECT")]
+    pub export_private_services: Vec<String>,
+    /// Import a public stream: the exporting account's key and the subject, repeatable.
+    #[arg(long = "import-stream", value_name = "ACCOUNT:SUBJECT")]
+    pub import_streams: Vec<String>,
+    /// Import a public service: the exporting account's key and the subject, repeatable.
+    #[arg(long = "import-service", value_name = "ACCOUNT:SUBJECT")]
+    pub import_services: Vec<String>,
+    /// Import a private export with the activation JWT in FILE (made by `ringnats jwt
+    /// activation`; it names the exporter, the subject and the kind), repeatable.
+    #[arg(long = "import-activation", value_name = "FILE")]
+    pub import_activations: Vec<PathBuf>,
 }
 
 /// `ringnats jwt user`.
@@ -402,6 +426,31 @@ pub struct JwtUserArgs {
     /// Scoped-key user: leave permissions and limits out (the key's template applies).
     #[arg(long = "scoped")]
     pub scoped: bool,
+}
+
+/// `ringnats jwt activation`: signed by the exporting account (or one of its signing keys, with
+/// --issuer-account); --expires-in bounds how long the import works.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct JwtActivationArgs {
+    #[command(flatten)]
+    pub common: JwtCommon,
+    /// The importing account's public key (`A…`).
+    #[arg(long = "subject", value_name = "PUBLIC_KEY")]
+    pub subject: String,
+    /// The exporting account's public key, when --signer is one of its signing keys.
+    #[arg(long = "issuer-account", value_name = "PUBLIC_KEY")]
+    pub issuer_account: Option<String>,
+    /// The private stream export's subject (or a subject it covers).
+    #[arg(
+        long = "stream",
+        value_name = "SUBJECT",
+        conflicts_with = "service",
+        required_unless_present = "service"
+    )]
+    pub stream: Option<String>,
+    /// The private service export's subject (or a subject it covers).
+    #[arg(long = "service", value_name = "SUBJECT")]
+    pub service: Option<String>,
 }
 
 /// `ringnats jwt creds`.

@@ -70,6 +70,10 @@ pub struct OperatorMode {
     /// by whichever shard runs it; never on the message path.
     #[allow(clippy::disallowed_types)]
     verified: std::sync::Mutex<AHashMap<Box<str>, Arc<VerifiedUser>>>,
+    /// The earliest `exp` (Unix seconds) of an activation token behind an import of this
+    /// build; the control plane builds again then, without that import (see
+    /// [`OperatorMode::activation_expiry`]).
+    activation_expiry: Option<i64>,
 }
 
 /// An account from the resolver, with what CONNECT needs precompiled.
@@ -281,7 +285,16 @@ impl OperatorMode {
             jwts: resolver::AccountJwts::default(),
             resolver: Resolver::None,
             verified: Default::default(),
+            activation_expiry: None,
         })
+    }
+
+    /// When the first activation token behind an import of this configuration expires: from
+    /// then on that import must not route, so the control plane builds the configuration
+    /// again (`monitor::claims::expire_activations`), which leaves it out. The import table
+    /// itself holds no times, so the publish path checks none.
+    pub fn activation_expiry(&self) -> Option<SystemTime> {
+        self.activation_expiry.and_then(expiry)
     }
 
     /// Start-up warnings, taken once (the config loader reports them).
@@ -916,6 +929,7 @@ pub(crate) fn build(
         jwts: resolver::AccountJwts::default(),
         resolver: settings.resolver.clone(),
         verified: Default::default(),
+        activation_expiry: None,
     };
     for (name, source) in account_sources(&settings, previous)? {
         let id = accounts.len();
@@ -952,9 +966,9 @@ pub(crate) fn build(
         account_ids.insert(name.clone(), u32::try_from(id).unwrap_or(u32::MAX));
         accounts.push(AccountDef::new(name));
     }
-    for line in imports::apply(&mode.accounts, accounts, jwt::encode::now_unix()) {
-        mode.warnings.push(line);
-    }
+    let applied = imports::apply(&mode.accounts, accounts, jwt::encode::now_unix());
+    mode.warnings.extend(applied.skipped);
+    mode.activation_expiry = applied.next_expiry;
     // Without a JWT the system account still exists for `$SYS`, but no user can join it.
     let system_name = system_key.unwrap_or_else(|| crate::auth::DEFAULT_SYSTEM_ACCOUNT.into());
     let system = match account_ids.get(&system_name) {

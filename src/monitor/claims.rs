@@ -1,7 +1,8 @@
-//! The account resolver's `$SYS` requests (update, lookup, list, delete) and the poll of the
-//! full resolver's directory, worked on the monitoring thread.
+//! The account resolver's `$SYS` requests (update, lookup, list, delete), the poll of the
+//! full resolver's directory and the expiry of activation tokens, worked on the monitoring
+//! thread.
 //!
-//! Cold: per request and per `interval`. An accepted update builds a new authentication
+//! Cold: per request, per `interval` and per activation expiry. An accepted update builds a new authentication
 //! configuration (`AuthConfig::with_account_jwts`), writes the account's file (full resolver)
 //! and installs it; the shards then re-check every live connection as after a reload (new
 //! limits and permissions, a lowered `conn` limit and revocations closing connections).
@@ -174,6 +175,31 @@ fn commit(
     }
     shared.install_auth(auth);
     Ok(())
+}
+
+/// How long until the first activation token behind an import of the current configuration
+/// expires (zero when it has), or `None` when no import has an expiring activation.
+pub fn activation_expiry_in(shared: &Shared) -> Option<std::time::Duration> {
+    let at = shared.snapshot().auth.operator()?.activation_expiry()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// An activation token's `exp` has passed: builds the configuration again from the same JWTs,
+/// which leaves the imports it allowed out, and installs it (nats-server
+/// `activationExpired`). Connections stay; the import stops routing for all of them.
+pub fn expire_activations(shared: &Shared) {
+    let _guard = shared.lock_auth_update();
+    if activation_expiry_in(shared).is_none_or(|left| !left.is_zero()) {
+        // An update or reload built again meanwhile.
+        return;
+    }
+    match apply(shared, &[], false) {
+        Ok(()) => tracing::debug!("activation token expired: imports applied again"),
+        Err(err) => tracing::error!("activation token expired, imports not applied again: {err}"),
+    }
 }
 
 /// Logs an outcome as nats-server `respondToUpdate` does (success at debug, failure at error),

@@ -28,6 +28,9 @@ use crate::shard::ShardId;
 
 /// How often `$SYS.SERVER.<id>.STATSZ` is published while someone could listen.
 pub const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
+/// The least time between two rebuilds for an expired activation token, so a rebuild that
+/// fails (and leaves the expired token in place) is retried, not spun on.
+const ACTIVATION_RETRY_MIN: Duration = Duration::from_secs(1);
 
 /// Work a shard hands to the monitoring thread.
 pub enum SysWork {
@@ -67,7 +70,18 @@ pub async fn run(shared: Arc<Shared>, mut work: tokio::sync::mpsc::UnboundedRece
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll
     });
+    let mut activation_floor = tokio::time::Instant::now();
     loop {
+        // Read again each turn: an update or reload may have moved it.
+        let activation_tick = async {
+            match super::claims::activation_expiry_in(&shared) {
+                Some(left) => {
+                    let at = tokio::time::Instant::now() + left;
+                    tokio::time::sleep_until(at.max(activation_floor)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         let poll_tick = async {
             match poll.as_mut() {
                 Some(poll) => {
@@ -77,6 +91,12 @@ pub async fn run(shared: Arc<Shared>, mut work: tokio::sync::mpsc::UnboundedRece
             }
         };
         tokio::select! {
+            _ = activation_tick => {
+                activation_floor = tokio::time::Instant::now() + ACTIVATION_RETRY_MIN;
+                if !shared.is_shutting_down() {
+                    super::claims::expire_activations(&shared);
+                }
+            }
             _ = poll_tick => {
                 if !shared.is_shutting_down() {
                     directory.poll(&shared);

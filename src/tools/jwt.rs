@@ -1,5 +1,7 @@
-//! `ringnats jwt <operator|account|user|creds|config>`: makes what operator mode needs without
-//! `nsc`, so someone can set it up by hand and the tests build their fixtures the same way.
+//! `ringnats jwt <operator|account|user|activation|creds|config>`: makes what operator mode
+//! needs without `nsc` (accounts with limits, signing keys, exports and imports; users;
+//! activation tokens for private exports), so someone can set it up by hand and the tests build
+//! their fixtures the same way.
 //!
 //! Cold: runs once and exits. Invariants: the JWTs are written by `auth::jwt::encode` (what
 //! nats-io/jwt v2 writes, accepted by nats-server 2.9.10); seeds are only ever read from files
@@ -9,14 +11,16 @@ use std::path::Path;
 
 use nkeys::KeyPair;
 
-use crate::auth::jwt::claims::{NO_LIMIT, Permission, ResponsePermission};
+use crate::auth::jwt::claims::{
+    Export, ExportType, Import, NO_LIMIT, Permission, ResponsePermission,
+};
 use crate::auth::jwt::{
-    self, AccountClaims, AccountLimits, ClaimsData, OperatorClaims, PermissionClaims, SigningKey,
-    UserClaims, UserPermissionLimits, creds, encode,
+    self, AccountClaims, AccountLimits, ActivationClaims, ClaimsData, OperatorClaims,
+    PermissionClaims, SigningKey, UserClaims, UserPermissionLimits, creds, encode,
 };
 use crate::cli::{
-    JwtAccountArgs, JwtCommand, JwtCommon, JwtConfigArgs, JwtCredsArgs, JwtOperatorArgs,
-    JwtUserArgs,
+    JwtAccountArgs, JwtActivationArgs, JwtCommand, JwtCommon, JwtConfigArgs, JwtCredsArgs,
+    JwtOperatorArgs, JwtUserArgs,
 };
 
 /// Runs one `ringnats jwt` command, printing its output.
@@ -25,6 +29,7 @@ pub fn run(command: &JwtCommand) -> Result<(), String> {
         JwtCommand::Operator(args) => operator(args)?,
         JwtCommand::Account(args) => account(args)?,
         JwtCommand::User(args) => user(args)?,
+        JwtCommand::Activation(args) => activation(args)?,
         JwtCommand::Creds(args) => creds_file(args)?,
         JwtCommand::Config(args) => config_block(args)?,
     };
@@ -89,10 +94,123 @@ pub fn account(args: &JwtAccountArgs) -> Result<String, String> {
             subscribe: permission(&args.default_sub_allow, &args.default_sub_deny),
             resp: None,
         },
+        exports: exports(args)?,
+        imports: imports(args)?,
         ..AccountClaims::default()
     };
     let data = claims_data(&args.common, args.subject.clone());
     encode::account(data, nats, &signer).map_err(|e| e.to_string())
+}
+
+/// The exports of `ringnats jwt account`: public ones first, then private (`token_req`) ones.
+fn exports(args: &JwtAccountArgs) -> Result<Vec<Export>, String> {
+    let lists = [
+        (&args.export_streams, ExportType::Stream, false),
+        (&args.export_services, ExportType::Service, false),
+        (&args.export_private_streams, ExportType::Stream, true),
+        (&args.export_private_services, ExportType::Service, true),
+    ];
+    let mut out = Vec::new();
+    for (subjects, kind, token_req) in lists {
+        for subject in subjects {
+            check_subject(subject, "export")?;
+            out.push(Export {
+                name: subject.clone(),
+                subject: subject.clone(),
+                kind: Some(kind),
+                token_req,
+                ..Export::default()
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The imports of `ringnats jwt account`: `ACCOUNT:SUBJECT` of public exports, then one per
+/// activation file (its issuer, subject and kind make the import; the token rides along).
+fn imports(args: &JwtAccountArgs) -> Result<Vec<Import>, String> {
+    let mut out = Vec::new();
+    for (list, kind, flag) in [
+        (&args.import_streams, ExportType::Stream, "--import-stream"),
+        (
+            &args.import_services,
+            ExportType::Service,
+            "--import-service",
+        ),
+    ] {
+        for spec in list {
+            let (account, subject) = spec
+                .split_once(':')
+                .ok_or_else(|| format!("{flag}: \"{spec}\" is not ACCOUNT:SUBJECT"))?;
+            check_keys(&[account.to_string()], 'A', flag)?;
+            check_subject(subject, flag)?;
+            out.push(Import {
+                name: subject.to_string(),
+                subject: subject.to_string(),
+                account: account.to_string(),
+                kind: Some(kind),
+                ..Import::default()
+            });
+        }
+    }
+    for path in &args.import_activations {
+        let token = read_trimmed(path)?;
+        let (data, act) =
+            jwt::decode_activation(&token).map_err(|e| format!("{}: {e}", path.display()))?;
+        if data.sub != args.subject {
+            return Err(format!(
+                "{}: the activation is for account {}, not --subject",
+                path.display(),
+                data.sub
+            ));
+        }
+        let exporter = if act.issuer_account.is_empty() {
+            data.iss
+        } else {
+            act.issuer_account
+        };
+        out.push(Import {
+            name: act.subject.clone(),
+            subject: act.subject,
+            account: exporter,
+            token,
+            kind: act.import_type,
+            ..Import::default()
+        });
+    }
+    Ok(out)
+}
+
+/// `ringnats jwt activation`: lets the account `--subject` import a private export of the
+/// signer's account.
+pub fn activation(args: &JwtActivationArgs) -> Result<String, String> {
+    let signer = read_signer(&args.common.signer)?;
+    if !jwt::is_public_key(&signer.public_key(), 'A') {
+        return Err("--signer must be the exporting account's seed (SA…)".into());
+    }
+    check_keys(std::slice::from_ref(&args.subject), 'A', "--subject")?;
+    if let Some(acc) = &args.issuer_account {
+        check_keys(std::slice::from_ref(acc), 'A', "--issuer-account")?;
+    }
+    let (subject, kind) = match (&args.stream, &args.service) {
+        (Some(s), None) => (s, ExportType::Stream),
+        (None, Some(s)) => (s, ExportType::Service),
+        _ => return Err("give one of --stream and --service".into()),
+    };
+    check_subject(subject, "--stream/--service")?;
+    let nats = ActivationClaims {
+        subject: subject.clone(),
+        import_type: Some(kind),
+        issuer_account: args.issuer_account.clone().unwrap_or_default(),
+        ..ActivationClaims::default()
+    };
+    let mut common = args.common.clone();
+    if common.name.is_empty() {
+        // nsc names an activation after its subject.
+        common.name = subject.clone();
+    }
+    let data = claims_data(&common, args.subject.clone());
+    encode::activation(data, nats, &signer).map_err(|e| e.to_string())
 }
 
 /// `ringnats jwt user`.
@@ -228,6 +346,14 @@ fn read_trimmed(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+fn check_subject(subject: &str, flag: &str) -> Result<(), String> {
+    if crate::subject::is_valid_filter(subject.as_bytes()) {
+        Ok(())
+    } else {
+        Err(format!("{flag}: \"{subject}\" is not a valid subject"))
+    }
+}
+
 fn check_keys(keys: &[String], prefix: char, flag: &str) -> Result<(), String> {
     match keys.iter().find(|k| !jwt::is_public_key(k, prefix)) {
         Some(bad) => Err(format!("{flag}: \"{bad}\" is not a public {prefix}… nkey")),
@@ -298,6 +424,13 @@ mod tests {
             default_sub_allow: vec![],
             default_sub_deny: vec![],
             revoke: vec!["*".into()],
+            export_streams: vec![],
+            export_services: vec![],
+            export_private_streams: vec![],
+            export_private_services: vec![],
+            import_streams: vec![],
+            import_services: vec![],
+            import_activations: vec![],
         };
         let acc_jwt = account(&acc_args).unwrap();
         let (_, a) = decode_account(&acc_jwt).unwrap();
@@ -378,6 +511,143 @@ mod tests {
             })
             .is_err()
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn account_args(signer: std::path::PathBuf, subject: &KeyPair) -> JwtAccountArgs {
+        JwtAccountArgs {
+            common: common(signer, "A"),
+            subject: subject.public_key(),
+            signing_keys: vec![],
+            conn: -1,
+            subs: -1,
+            payload: -1,
+            data: -1,
+            no_wildcards: false,
+            disallow_bearer: false,
+            default_pub_allow: vec![],
+            default_pub_deny: vec![],
+            default_sub_allow: vec![],
+            default_sub_deny: vec![],
+            revoke: vec![],
+            export_streams: vec![],
+            export_services: vec![],
+            export_private_streams: vec![],
+            export_private_services: vec![],
+            import_streams: vec![],
+            import_services: vec![],
+            import_activations: vec![],
+        }
+    }
+
+    #[test]
+    fn exports_imports_and_activations() {
+        let dir = std::env::temp_dir().join(format!("ringnats-jwt-imports-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (op, exp, imp) = (
+            KeyPair::new_operator(),
+            KeyPair::new_account(),
+            KeyPair::new_account(),
+        );
+        let op_seed = seed_file(&dir, "op.nk", &op);
+        let exp_jwt = account(&JwtAccountArgs {
+            export_streams: vec!["pub.>".into()],
+            export_private_services: vec!["priv.svc".into()],
+            ..account_args(op_seed.clone(), &exp)
+        })
+        .unwrap();
+        let (_, claims) = decode_account(&exp_jwt).unwrap();
+        let kinds: Vec<_> = claims
+            .exports
+            .iter()
+            .map(|e| (e.subject.as_str(), e.kind, e.token_req))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("pub.>", Some(ExportType::Stream), false),
+                ("priv.svc", Some(ExportType::Service), true)
+            ]
+        );
+        let act = activation(&JwtActivationArgs {
+            common: JwtCommon {
+                expires_in: 60,
+                ..common(seed_file(&dir, "exp.nk", &exp), "")
+            },
+            subject: imp.public_key(),
+            issuer_account: None,
+            stream: None,
+            service: Some("priv.svc".into()),
+        })
+        .unwrap();
+        let (data, act_claims) = jwt::decode_activation(&act).unwrap();
+        assert_eq!(
+            (data.iss.as_str(), data.sub.as_str(), data.name.as_str()),
+            (
+                exp.public_key().as_str(),
+                imp.public_key().as_str(),
+                "priv.svc"
+            )
+        );
+        assert!(data.exp > encode::now_unix());
+        assert_eq!(act_claims.import_type, Some(ExportType::Service));
+        std::fs::write(dir.join("priv.act"), &act).unwrap();
+        let imp_args = JwtAccountArgs {
+            import_streams: vec![format!("{}:pub.>", exp.public_key())],
+            import_activations: vec![dir.join("priv.act")],
+            ..account_args(op_seed.clone(), &imp)
+        };
+        let imp_jwt = account(&imp_args).unwrap();
+        let (_, claims) = decode_account(&imp_jwt).unwrap();
+        assert_eq!(claims.imports.len(), 2);
+        assert_eq!(claims.imports[1].token, act);
+        assert_eq!(claims.imports[1].account, exp.public_key());
+        assert_eq!(claims.imports[1].kind, Some(ExportType::Service));
+        // Both accounts load, valid, and the import table routes the private service.
+        std::fs::write(
+            dir.join("op.jwt"),
+            operator(&JwtOperatorArgs {
+                common: common(op_seed.clone(), "OP"),
+                signing_keys: vec![],
+                system_account: None,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("exp.jwt"), &exp_jwt).unwrap();
+        std::fs::write(dir.join("imp.jwt"), &imp_jwt).unwrap();
+        let block = config_block(&JwtConfigArgs {
+            operator: dir.join("op.jwt"),
+            accounts: vec![dir.join("exp.jwt"), dir.join("imp.jwt")],
+            resolver_dir: None,
+        })
+        .unwrap();
+        let opts = crate::config::load_str(&block, Path::new("x.conf")).unwrap();
+        let auth = crate::auth::AuthConfig::from_options(&opts).unwrap();
+        let operator = auth.operator().unwrap();
+        let imp_account = operator.account(&imp.public_key()).unwrap();
+        assert_eq!(imp_account.invalid, None);
+        assert!(operator.activation_expiry().is_some());
+        let mut out = Vec::new();
+        let routed = auth
+            .imports()
+            .service_for(imp_account.id, b"priv.svc", &mut out);
+        assert!(routed.is_some());
+        // Misused flags are refused.
+        let bad = |edit: fn(&mut JwtAccountArgs)| {
+            let mut args = account_args(op_seed.clone(), &imp);
+            edit(&mut args);
+            account(&args).is_err()
+        };
+        assert!(bad(|a| a.import_streams = vec!["pub.>".into()]));
+        assert!(bad(|a| a.import_services = vec!["NOTAKEY:svc".into()]));
+        assert!(bad(|a| a.export_streams = vec!["bad..subject".into()]));
+        // An activation for another account is refused as an import of this one.
+        let other = account(&JwtAccountArgs {
+            import_activations: vec![dir.join("priv.act")],
+            ..account_args(op_seed, &exp)
+        });
+        assert!(other.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

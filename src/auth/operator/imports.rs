@@ -197,13 +197,24 @@ fn has_wildcards(subject: &str) -> bool {
     subject.split('.').any(|t| t == "*" || t == ">")
 }
 
+/// What [`apply`] did besides filling the account definitions.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// One line per skipped import, for the debug log.
+    pub skipped: Vec<String>,
+    /// The earliest `exp` (Unix seconds) of an activation token that lets an applied import
+    /// through: at that moment the imports must be applied again, without it (nats-server
+    /// arms a timer per activation, `checkActivation` with `expTimer`).
+    pub next_expiry: Option<i64>,
+}
+
 /// Fills `defs` (indexed by account id) with the exports and imports of every valid account
-/// in `accounts`. Returns one line per skipped import, for the debug log.
+/// in `accounts`, as they stand at `now_unix`.
 pub(crate) fn apply(
     accounts: &AHashMap<String, Arc<JwtAccount>>,
     defs: &mut [AccountDef],
     now_unix: i64,
-) -> Vec<String> {
+) -> Applied {
     let valid = || accounts.values().filter(|a| a.invalid.is_none());
     for account in valid() {
         let Some(def) = defs.get_mut(account.id as usize) else {
@@ -211,16 +222,17 @@ pub(crate) fn apply(
         };
         def.exports = account.claims.exports.iter().map(def_export).collect();
     }
-    let mut skipped = Vec::new();
+    let mut applied = Applied::default();
     for importer in valid() {
         for import in &importer.claims.imports {
             match def_import(import, importer, accounts, defs, now_unix) {
-                Ok(def) => {
+                Ok((def, expiry)) => {
                     if let Some(d) = defs.get_mut(importer.id as usize) {
                         d.imports.push(def);
                     }
+                    applied.next_expiry = [applied.next_expiry, expiry].into_iter().flatten().min();
                 }
-                Err(why) => skipped.push(format!(
+                Err(why) => applied.skipped.push(format!(
                     "account {}: {} import {:?} from {} skipped: {why}",
                     importer.key,
                     kind_word(import.kind),
@@ -230,7 +242,7 @@ pub(crate) fn apply(
             }
         }
     }
-    skipped
+    applied
 }
 
 fn kind_word(kind: Option<ExportType>) -> &'static str {
@@ -266,14 +278,15 @@ fn def_export(export: &Export) -> accounts::Export {
 }
 
 /// One import of `importer`, authorized against its exporter (nats-server `checkAuth`,
-/// `checkActivation`); an export that needs it is opened to this importer in `defs`.
+/// `checkActivation`); an export that needs it is opened to this importer in `defs`. With it,
+/// the `exp` of the activation token that authorizes it, if it has one.
 fn def_import(
     import: &Import,
     importer: &JwtAccount,
     accounts: &AHashMap<String, Arc<JwtAccount>>,
     defs: &mut [AccountDef],
     now_unix: i64,
-) -> Result<accounts::Import, String> {
+) -> Result<(accounts::Import, Option<i64>), String> {
     let exporter = accounts
         .get(&import.account)
         .filter(|a| a.invalid.is_none())
@@ -339,13 +352,14 @@ fn def_import(
                 && is_subset_match(def.subject.as_bytes(), e.subject.as_bytes())
         })
         .ok_or("no export covers it")?;
+    let mut expiry = None;
     if export.account_token_position > 0 {
         let at = usize::try_from(export.account_token_position - 1).unwrap_or(usize::MAX);
         if def.subject.split('.').nth(at) != Some(importer.key.as_str()) {
             return Err("the account token position does not name the importer".into());
         }
     } else if export.token_req {
-        check_activation(import, exporter, export, now_unix)?;
+        expiry = check_activation(import, exporter, export, now_unix)?;
     }
     if export.token_req || export.account_token_position > 0 {
         let opened = defs
@@ -358,17 +372,18 @@ fn def_import(
             ids.push(importer.id);
         }
     }
-    Ok(def)
+    Ok((def, expiry))
 }
 
 /// nats-server `checkActivation`: the token is signed by the exporter or one of its signing
 /// keys (then naming it in `issuer_account`), in force now, and not revoked by the export.
+/// Returns the token's `exp`, if it has one.
 fn check_activation(
     import: &Import,
     exporter: &JwtAccount,
     export: &Export,
     now_unix: i64,
-) -> Result<(), String> {
+) -> Result<Option<i64>, String> {
     if import.token.is_empty() {
         return Err("the export requires an activation token".into());
     }
@@ -399,5 +414,5 @@ fn check_activation(
     if revoked {
         return Err("activation token revoked".into());
     }
-    Ok(())
+    Ok((data.exp > 0).then_some(data.exp))
 }
