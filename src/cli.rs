@@ -270,7 +270,8 @@ pub enum JwtCommand {
     Activation(JwtActivationArgs),
     /// A `.creds` file from a user JWT and the user's seed.
     Creds(JwtCredsArgs),
-    /// A config block for operator mode with the memory resolver.
+    /// A config block for operator mode with the memory resolver (or, with --resolver-dir,
+    /// the full resolver).
     Config(JwtConfigArgs),
 }
 

@@ -584,3 +584,39 @@ async fn edited_resolver_files_change_imports_of_connected_clients() {
         .await;
     assert_eq!(importer.disconnects(), 0, "importer reconnected");
 }
+
+/// ringnats only: an activation whose `exp` is as far away as a JWT can put it (near
+/// `i64::MAX` seconds) is in force, and the control plane, which waits for the next
+/// activation expiry, keeps answering `$SYS` requests.
+#[tokio::test]
+async fn a_far_activation_expiry_leaves_the_control_plane_working() {
+    let setup = Setup::new();
+    let exp_key = setup.exp.public_key();
+    let ctl = format!("{exp_key}:ctl.>");
+    setup.account(
+        "exp.jwt",
+        &setup.exp,
+        "EXP",
+        &[
+            "--export-stream",
+            "ctl.>",
+            "--export-private-stream",
+            "news.>",
+        ],
+    );
+    let act = setup.activation("news.act", "--stream", "news.>", i64::MAX - 1);
+    let imports = ["--import-stream", &ctl, "--import-activation", &act];
+    setup.account("imp.jwt", &setup.imp, "IMP", &imports);
+    let (exp_creds, imp_creds, sys_creds) =
+        (setup.creds("exp"), setup.creds("imp"), setup.creds("sys"));
+    let server = Launch::ringnats().config(&setup.config(None)).start();
+    let exporter = connect(&server, &exp_creds).await;
+    let importer = connect(&server, &imp_creds).await;
+    let sys = connect(&server, &sys_creds).await;
+    let mut watch = Watch::new(&importer).await;
+    watch.until_crosses(&exporter, true, "far activation").await;
+    let token = setup.account("imp.jwt", &setup.imp, "IMP", &imports);
+    let subject = format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", setup.imp.public_key());
+    push_on(&sys, &subject, &token).await;
+    assert!(watch.crosses(&exporter).await, "after the update");
+}

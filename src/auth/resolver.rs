@@ -330,10 +330,18 @@ fn parse_dir(value: &Value, map: &Map) -> Result<Resolver, ConfigError> {
                     .unwrap_or(usize::MAX),
             }))
         }
+        // nats-server's cache resolver (`CacheDirAccResolver`) fetches the accounts it lacks
+        // from the other servers of its cluster over `$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP`.
+        // Standalone, none answer: what is left is a full resolver whose files go away after
+        // `ttl` or past `limit` (LRU) while the accounts stay loaded until a restart loses
+        // them, and that skips pushes for accounts not loaded yet. Running that would only
+        // lose accounts a full resolver keeps, so it is refused with the way out.
         "CACHE" => Err(value.error(
             "resolver",
-            "`resolver: { type: cache }` is not supported by this ringnats build; use \
-             `type: full` (it keeps every account in the directory)",
+            "`resolver: { type: cache }` is not supported by this ringnats build: a cache \
+             resolver fetches the accounts it lacks from the other servers of a cluster, which a \
+             standalone ringnats does not have; use `type: full` with the same dir (it keeps \
+             every account there, pushed or preloaded)",
         )),
         _ => Err(unknown_resolver(value)),
     }

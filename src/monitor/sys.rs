@@ -31,6 +31,9 @@ pub const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
 /// The least time between two rebuilds for an expired activation token, so a rebuild that
 /// fails (and leaves the expired token in place) is retried, not spun on.
 const ACTIVATION_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest single wait for an activation expiry: a later `exp` (a JWT may say year
+/// 292277026596) is waited for in steps, so no deadline overflows a clock or a timer wheel.
+const ACTIVATION_WAIT_MAX: Duration = Duration::from_secs(3600);
 
 /// Work a shard hands to the monitoring thread.
 pub enum SysWork {
@@ -76,7 +79,7 @@ pub async fn run(shared: Arc<Shared>, mut work: tokio::sync::mpsc::UnboundedRece
         let activation_tick = async {
             match super::claims::activation_expiry_in(&shared) {
                 Some(left) => {
-                    let at = tokio::time::Instant::now() + left;
+                    let at = tokio::time::Instant::now() + left.min(ACTIVATION_WAIT_MAX);
                     tokio::time::sleep_until(at.max(activation_floor)).await;
                 }
                 None => std::future::pending::<()>().await,
