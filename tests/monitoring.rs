@@ -450,6 +450,106 @@ fn connz_sorts_pages_and_filters() {
     }
 }
 
+/// nanoseconds since the epoch of an RFC 3339 time as `/connz` prints it (the fraction has its
+/// trailing zeros trimmed, so the text does not sort as the time does).
+fn rfc3339_nanos(text: &str) -> u128 {
+    let (clock, frac) = text
+        .trim_end_matches('Z')
+        .split_once('.')
+        .unwrap_or((text, ""));
+    let frac = format!("{frac:0<9}");
+    let digits: String = clock.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<u128>().unwrap() * 1_000_000_000 + frac.parse::<u128>().unwrap()
+}
+
+/// Every `sort` lists the connections in its order (ties by client id), and pages cut from the
+/// top of that order agree with the whole list: with more connections than a page, the
+/// shard chooses a page's connections by rank before copying them, and must choose the same
+/// ones the whole list shows.
+#[test]
+fn connz_pages_agree_with_the_whole_sorted_list() {
+    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
+    let mut clients = Vec::new();
+    for i in 0..7usize {
+        let mut c = RawConn::connect(daemon.port());
+        c.send_connect(r#"{"verbose":false}"#);
+        for k in 0..(i * 5 % 7) {
+            c.send(format!("SUB s.{i}.{k} {k}\r\n").as_bytes());
+        }
+        for _ in 0..(i * 3 % 7 + 1) {
+            let payload = "x".repeat(i % 3 * 10 + 1);
+            c.send(format!("PUB x.none {}\r\n{payload}\r\n", payload.len()).as_bytes());
+        }
+        c.ping_pong();
+        clients.push(c);
+    }
+    // One connection receives, so `msgs_to`/`bytes_to` are not all ties.
+    clients[2].send(b"SUB s.to 99\r\n");
+    clients[2].ping_pong();
+    clients[5].send(b"PUB s.to 3\r\nabc\r\n");
+    clients[5].ping_pong();
+    clients[2].ping_pong();
+    type Key = fn(&Value) -> i128;
+    let sorts: [(&str, Key); 10] = [
+        ("cid", |_| 0),
+        ("subs", |c| {
+            -i128::from(c["subscriptions"].as_u64().unwrap())
+        }),
+        ("pending", |c| {
+            -i128::from(c["pending_bytes"].as_u64().unwrap())
+        }),
+        ("msgs_to", |c| -i128::from(c["out_msgs"].as_u64().unwrap())),
+        ("msgs_from", |c| -i128::from(c["in_msgs"].as_u64().unwrap())),
+        ("bytes_to", |c| {
+            -i128::from(c["out_bytes"].as_u64().unwrap())
+        }),
+        ("bytes_from", |c| {
+            -i128::from(c["in_bytes"].as_u64().unwrap())
+        }),
+        ("last", |c| {
+            -(rfc3339_nanos(c["last_activity"].as_str().unwrap()) as i128)
+        }),
+        ("idle", |c| {
+            rfc3339_nanos(c["last_activity"].as_str().unwrap()) as i128
+        }),
+        ("uptime", |c| {
+            -(rfc3339_nanos(c["start"].as_str().unwrap()) as i128)
+        }),
+    ];
+    for (sort, key) in sorts {
+        let whole = get(http, &format!("/connz?sort={sort}&limit=100")).json();
+        let list = whole["connections"].as_array().unwrap();
+        assert_eq!(list.len(), 7, "{sort}: {whole}");
+        let keyed: Vec<(i128, u64)> = list
+            .iter()
+            .map(|c| (key(c), c["cid"].as_u64().unwrap()))
+            .collect();
+        assert!(
+            keyed.windows(2).all(|w| w[0] < w[1]),
+            "{sort}: listed in its order, ties by cid: {keyed:?}"
+        );
+        let mut paged = Vec::new();
+        for offset in (0..7).step_by(2) {
+            let page = get(http, &format!("/connz?sort={sort}&offset={offset}&limit=2")).json();
+            assert_eq!(page["total"], 7, "{sort}: {page}");
+            let cids = page["connections"].as_array().unwrap().iter();
+            paged.extend(cids.map(|c| c["cid"].as_u64().unwrap()));
+        }
+        let whole_cids: Vec<u64> = keyed.iter().map(|k| k.1).collect();
+        assert_eq!(paged, whole_cids, "{sort}: pages agree with the whole list");
+    }
+    let subjects = get(http, "/connz?sort=subs&limit=1&subs=1").json();
+    let top = &subjects["connections"][0];
+    assert_eq!(top["subscriptions"], 6, "{subjects}");
+    let list = top["subscriptions_list"].as_array().unwrap();
+    assert_eq!(list.len(), 6, "subs=1 lists every subject: {subjects}");
+    assert!(
+        list.iter().all(|s| s.as_str().unwrap().starts_with("s.")),
+        "{subjects}"
+    );
+    assert!(top.get("subscriptions_list_detail").is_none(), "{subjects}");
+}
+
 /// `/subsz` match statistics after three subscriptions on `foo.bar` (one plain, one
 /// wildcard, one queue) and eleven publishes on two subjects, then an UNSUB. `exact`: the
 /// figures ringnats gives with one shard (every publish is one index lookup; the cache holds

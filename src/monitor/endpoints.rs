@@ -298,7 +298,7 @@ fn conn_json(c: ConnInfo, now: SystemTime, view: &ConnzView) -> ConnJson {
     let (mut list, mut detail) = (Vec::new(), Vec::new());
     match view.filter.subs {
         SubsWanted::None => {}
-        SubsWanted::Subjects => list = c.subs.iter().map(|s| s.subject.clone()).collect(),
+        SubsWanted::Subjects => list = c.subs.into_iter().map(|s| s.subject).collect(),
         SubsWanted::Detail => detail = c.subs.into_iter().map(sub_json_in_conn).collect(),
     }
     let (authorized_user, account) = if view.auth {

@@ -15,21 +15,29 @@ pub fn rfc3339_nano(t: SystemTime) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    let mut out = format!(
+    // One allocation: a `/connz` page prints two of these per connection.
+    let mut out = String::with_capacity(RFC3339_NANO_LEN);
+    let _ = write!(
+        out,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
     );
-    let nanos = since.subsec_nanos();
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
+    let (mut frac, mut width) = (since.subsec_nanos(), 9);
+    if frac > 0 {
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        let _ = write!(out, ".{frac:0width$}");
     }
     out.push('Z');
     out
 }
+
+/// `2026-12-07T15:09:46.358258977Z`: the longest `rfc3339_nano` of a four-digit year.
+const RFC3339_NANO_LEN: usize = 30;
 
 /// Go's `time.Duration.String`: `0s`, `750ns`, `1.5µs`, `1.741214ms`, `2.5s`, `1m30s`,
 /// `1h0m0s`.

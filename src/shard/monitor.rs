@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::conn::{CloseReason, Conn};
 use crate::monitor::query::{
-    AccountTotals, ConnFilter, ConnInfo, QueryKind, ShardQuery, ShardReport, ShardTotals,
+    AccountTotals, ConnFilter, ConnInfo, QueryKind, ShardQuery, ShardReport, ShardTotals, SortKey,
     StateFilter, SubFilter, SubInfo, SubsWanted,
 };
 use crate::shard::Shard;
@@ -36,6 +36,19 @@ pub struct ShardMonitor {
     slow_consumers: u64,
     pub(super) sub_inserts: u64,
     pub(super) sub_removes: u64,
+    /// Scratch for `/connz` over open connections: one small entry per connection, kept
+    /// between queries so a poll allocates nothing here (bounded by the connection count).
+    ranked: Vec<Ranked>,
+}
+
+/// An open connection as `/connz`'s sort sees it: its place under the query's sort key
+/// (`rank`, then `cid`) and where it lives. Only the entries the sort keeps are copied out in
+/// full.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Ord, PartialOrd)]
+struct Ranked {
+    rank: u64,
+    cid: u64,
+    slot: u32,
 }
 
 /// A closed connection as `/connz?state=closed` shows it.
@@ -55,6 +68,7 @@ impl ShardMonitor {
             slow_consumers: 0,
             sub_inserts: 0,
             sub_removes: 0,
+            ranked: Vec::new(),
         }
     }
 
@@ -186,7 +200,7 @@ impl Shard {
         }
     }
 
-    fn fill_conns(&self, filter: &ConnFilter, report: &mut ShardReport) {
+    fn fill_conns(&mut self, filter: &ConnFilter, report: &mut ShardReport) {
         let clock = Clock::now();
         let account_id = match &filter.account {
             Some(name) => match self.snapshot.auth.account_id(name) {
@@ -195,6 +209,10 @@ impl Shard {
             },
             None => None,
         };
+        if filter.state == StateFilter::Open {
+            self.fill_open_conns(filter, account_id, &clock, report);
+            return;
+        }
         // The open connections' numbers (no strings, nothing allocated per connection) and the
         // closed ones by reference are what the sort chooses from; only the `keep` chosen are
         // copied out in full.
@@ -246,6 +264,45 @@ impl Shard {
             };
             report.conns.push(info);
         }
+    }
+
+    /// `/connz` over open connections only (the default, and what a poll asks): one pass that
+    /// ranks each matching connection by a number (no strings, nothing allocated: the ranks go
+    /// into the kept scratch vector), then full copies of the `keep` best only.
+    fn fill_open_conns(
+        &mut self,
+        filter: &ConnFilter,
+        account_id: Option<u32>,
+        clock: &Clock,
+        report: &mut ShardReport,
+    ) {
+        let mut ranked = std::mem::take(&mut self.monitor.ranked);
+        ranked.clear();
+        for (slot, conn) in self.conns.iter().filter(|(_, c)| c.is_open()) {
+            if filter.cid.is_some_and(|cid| cid != conn.cid)
+                || account_id.is_some_and(|id| id != conn.account)
+                || filter.user.as_ref().is_some_and(|u| *u != conn.user)
+            {
+                continue;
+            }
+            ranked.push(Ranked {
+                rank: rank(filter.sort, conn, clock.now),
+                cid: conn.cid,
+                slot: slot as u32,
+            });
+        }
+        report.conns_matched = ranked.len();
+        if ranked.len() > filter.keep {
+            ranked.select_nth_unstable(filter.keep);
+            ranked.truncate(filter.keep);
+        }
+        report.conns.reserve(ranked.len());
+        for entry in &ranked {
+            let conn = &self.conns[entry.slot as usize];
+            report.conns.push(self.conn_info(conn, clock, filter.subs));
+        }
+        ranked.clear();
+        self.monitor.ranked = ranked;
     }
 
     fn fill_subs(&self, filter: &SubFilter, report: &mut ShardReport) {
@@ -328,11 +385,25 @@ impl Shard {
             .as_ref()
             .filter(|t| !t.is_handshaking())
             .and_then(|t| t.protocol_version());
-        if subs != SubsWanted::None {
-            info.subs = conn
-                .subs
-                .values()
-                .filter_map(|key| self.subs.get(key.0 as usize))
+        let subs_of_conn = conn
+            .subs
+            .values()
+            .filter_map(|key| self.subs.get(key.0 as usize));
+        info.subs = match subs {
+            SubsWanted::None => Vec::new(),
+            // `subs=1` lists subjects alone: nothing else is copied.
+            SubsWanted::Subjects => subs_of_conn
+                .map(|sub| SubInfo {
+                    account: String::new(),
+                    subject: lossy(&sub.filter),
+                    queue: None,
+                    sid: String::new(),
+                    msgs: sub.delivered,
+                    max: sub.max,
+                    cid: conn.cid,
+                })
+                .collect(),
+            SubsWanted::Detail => subs_of_conn
                 .map(|sub| SubInfo {
                     account: info.account.clone(),
                     subject: lossy(&sub.filter),
@@ -342,9 +413,34 @@ impl Shard {
                     max: sub.max,
                     cid: conn.cid,
                 })
-                .collect();
-        }
+                .collect(),
+        };
         info
+    }
+}
+
+/// Where an open connection goes under `sort`: ascending `rank`, ties by client id, lists
+/// them in the order `SortKey::compare` does (descending keys are turned around; times are
+/// ages from `now`, so a later time is a smaller age). Open connections have no `stop` or
+/// `reason`: under those keys they all tie.
+fn rank(sort: SortKey, conn: &Conn, now: Instant) -> u64 {
+    let down = |n: u64| u64::MAX - n;
+    let age =
+        |t: Instant| u64::try_from(now.saturating_duration_since(t).as_nanos()).unwrap_or(u64::MAX);
+    match sort {
+        SortKey::Cid | SortKey::Stop | SortKey::Reason => 0,
+        SortKey::Subs => down(conn.subs.len() as u64),
+        SortKey::Pending => down(conn.out.pending_bytes() as u64),
+        SortKey::OutMsgs => down(conn.stats.out_msgs),
+        SortKey::InMsgs => down(conn.stats.in_msgs),
+        SortKey::OutBytes => down(conn.stats.out_bytes),
+        SortKey::InBytes => down(conn.stats.in_bytes),
+        // Most recent activity first: the smallest age.
+        SortKey::Last => age(conn.last_activity),
+        // Longest idle first: the largest age.
+        SortKey::Idle => down(age(conn.last_activity)),
+        // nats-server `byUptime`: the youngest connection first.
+        SortKey::Uptime => age(conn.created),
     }
 }
 
