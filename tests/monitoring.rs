@@ -550,6 +550,60 @@ fn connz_pages_agree_with_the_whole_sorted_list() {
     assert!(top.get("subscriptions_list_detail").is_none(), "{subjects}");
 }
 
+/// The default `/connz` (open connections by client id, the page a poll asks for) follows
+/// connections that come and go between polls, and their counters move while the list does
+/// not: the shard keeps that list between polls and must notice every change of members.
+#[test]
+fn the_default_connz_follows_connections_coming_and_going() {
+    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
+    let cids_of = |connz: &Value| -> Vec<u64> {
+        let list = connz["connections"].as_array().unwrap().iter();
+        list.map(|c| c["cid"].as_u64().unwrap()).collect()
+    };
+    let mut first = RawConn::connect(daemon.port());
+    first.send_connect(r#"{"verbose":false,"name":"first"}"#);
+    first.ping_pong();
+    let one = get(http, "/connz").json();
+    assert_eq!(
+        (one["total"].as_u64(), cids_of(&one).len()),
+        (Some(1), 1),
+        "{one}"
+    );
+    first.send(b"PUB x 2\r\nhi\r\n");
+    first.ping_pong();
+    let moved = get(http, "/connz").json();
+    assert_eq!(
+        moved["connections"][0]["in_msgs"], 1,
+        "counters are read per poll: {moved}"
+    );
+    let mut second = RawConn::connect(daemon.port());
+    second.send_connect(r#"{"verbose":false,"name":"second"}"#);
+    second.ping_pong();
+    let two = get(http, "/connz").json();
+    assert_eq!(two["total"], 2, "{two}");
+    let cids = cids_of(&two);
+    assert_eq!(cids.len(), 2, "{two}");
+    assert!(cids[0] < cids[1], "by client id: {two}");
+    assert_eq!(two["connections"][1]["name"], "second", "{two}");
+    drop(first);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = get(http, "/connz").json();
+        if left["total"] == 1 {
+            assert_eq!(cids_of(&left), vec![cids[1]], "{left}");
+            assert_eq!(left["connections"][0]["name"], "second", "{left}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection is still listed: {left}"
+        );
+        // The close is handled by the shard a moment after the client's FIN; nothing in the
+        // HTTP answer can be waited on instead of asking again.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `/subsz` match statistics after three subscriptions on `foo.bar` (one plain, one
 /// wildcard, one queue) and eleven publishes on two subjects, then an UNSUB. `exact`: the
 /// figures ringnats gives with one shard (every publish is one index lookup; the cache holds

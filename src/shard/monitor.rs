@@ -39,6 +39,15 @@ pub struct ShardMonitor {
     /// Scratch for `/connz` over open connections: one small entry per connection, kept
     /// between queries so a poll allocates nothing here (bounded by the connection count).
     ranked: Vec<Ranked>,
+    /// Connections closed since start (each passes `record_close` once).
+    closes: u64,
+    /// The open connections by client id, as of `by_cid_at`: the default `/connz` order, kept
+    /// while no connection came or went, so a poll need not walk every connection.
+    by_cid: Vec<(u64, u32)>,
+    /// `(total_connections, closes)` when `by_cid` was built. A connection opens only through
+    /// `on_accept` and stops being open only through `record_close` (or is refused inside its
+    /// own accept, before any query sees it), so an unchanged pair means unchanged members.
+    by_cid_at: Option<(u64, u64)>,
 }
 
 /// An open connection as `/connz`'s sort sees it: its place under the query's sort key
@@ -69,6 +78,9 @@ impl ShardMonitor {
             sub_inserts: 0,
             sub_removes: 0,
             ranked: Vec::new(),
+            closes: 0,
+            by_cid: Vec::new(),
+            by_cid_at: None,
         }
     }
 
@@ -99,6 +111,7 @@ impl Shard {
     /// joins the closed ring (the oldest record leaves when the ring is full).
     pub(super) fn record_close(&mut self, slot: u32, reason: CloseReason) {
         self.sys_disconnect_event(slot, reason);
+        self.monitor.closes += 1;
         let clock = Clock::now();
         let conn = &self.conns[slot as usize];
         if matches!(
@@ -276,6 +289,11 @@ impl Shard {
         clock: &Clock,
         report: &mut ShardReport,
     ) {
+        let unfiltered = filter.cid.is_none() && account_id.is_none() && filter.user.is_none();
+        if unfiltered && filter.sort == SortKey::Cid && self.fill_open_by_cid(filter, clock, report)
+        {
+            return;
+        }
         let mut ranked = std::mem::take(&mut self.monitor.ranked);
         ranked.clear();
         for (slot, conn) in self.conns.iter().filter(|(_, c)| c.is_open()) {
@@ -303,6 +321,48 @@ impl Shard {
         }
         ranked.clear();
         self.monitor.ranked = ranked;
+    }
+
+    /// The default `/connz` (every open connection, by client id) from the kept `by_cid`
+    /// list, rebuilt only when a connection came or went: a poll copies out its page and walks
+    /// nothing else. False (and the list dropped) if an entry of the page is not the open
+    /// connection it names, which the membership count rules out; the caller then walks.
+    fn fill_open_by_cid(
+        &mut self,
+        filter: &ConnFilter,
+        clock: &Clock,
+        report: &mut ShardReport,
+    ) -> bool {
+        let members = (self.monitor.total_connections, self.monitor.closes);
+        if self.monitor.by_cid_at != Some(members) {
+            let by_cid = &mut self.monitor.by_cid;
+            by_cid.clear();
+            let open = self.conns.iter().filter(|(_, c)| c.is_open());
+            by_cid.extend(open.map(|(slot, c)| (c.cid, slot as u32)));
+            by_cid.sort_unstable();
+            self.monitor.by_cid_at = Some(members);
+        }
+        let page = &self.monitor.by_cid[..filter.keep.min(self.monitor.by_cid.len())];
+        let named = |&(cid, slot): &(u64, u32)| {
+            self.conns
+                .get(slot as usize)
+                .is_some_and(|c| c.cid == cid && c.is_open())
+        };
+        if !page.iter().all(named) {
+            debug_assert!(
+                false,
+                "/connz: the kept list names a connection that is not open"
+            );
+            self.monitor.by_cid_at = None;
+            return false;
+        }
+        report.conns_matched = self.monitor.by_cid.len();
+        report.conns.reserve(page.len());
+        for &(_, slot) in page {
+            let conn = &self.conns[slot as usize];
+            report.conns.push(self.conn_info(conn, clock, filter.subs));
+        }
+        true
     }
 
     fn fill_subs(&self, filter: &SubFilter, report: &mut ShardReport) {
