@@ -324,6 +324,15 @@ def main():
         ratio = med["on"][key] / med["off"][key]
         lines.append(f"- median {label} rate: poll off {med['off'][key]:,.0f} msgs/s, poll on "
                      f"{med['on'][key]:,.0f} msgs/s: on/off = {ratio:.3f}")
+    per_round = []
+    for r in range(1, args.rounds + 1):
+        pair = {run["poll"]: run["pub"] for run in runs if run["round"] == r}
+        if "on" in pair and "off" in pair:
+            per_round.append(pair["on"] / pair["off"])
+    if per_round:
+        lines.append(f"- per-round publish on/off (the two runs of a round are neighbours in time):"
+                     f" median {statistics.median(per_round):.3f}, min {min(per_round):.3f},"
+                     f" max {max(per_round):.3f}")
     lines.append(f"- median polls answered per {args.seconds:g} s run: {med['on']['polls']:.0f}"
                  f" (asked: {args.rate * args.seconds:.0f}); monitoring thread CPU per run:"
                  f" {med['on']['monitor_cpu']:.2f} s with the poll, {med['off']['monitor_cpu']:.2f}"

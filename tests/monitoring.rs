@@ -768,32 +768,40 @@ fn rtt_shows_soon_after_connect_nats_server() {
     scenario_rtt_soon_after_connect(&nats_server);
 }
 
-/// The monitoring thread runs at nice 19, so a heavy poll takes its time rather than a
-/// shard's (`/proc/<pid>/task/<tid>/stat`, field 19 is the nice value).
+/// The monitoring thread runs at nice 19 and builds the heavy answers (`/connz`, `/subsz`) on
+/// a thread under `SCHED_IDLE`, so a heavy poll takes its time rather than a shard's, while
+/// `/healthz` stays on the nice-19 thread (`/proc/<pid>/task/<tid>/stat`: field 19 is the nice
+/// value, field 41 the scheduling policy, 5 = `SCHED_IDLE`).
 #[test]
 fn the_monitoring_thread_yields_to_the_shards() {
     let (daemon, http) = start_open(&Launch::ringnats().shards(1));
     assert_eq!(get(http, "/healthz").status, 200);
+    assert_eq!(get(http, "/connz?subs=1").status, 200);
+    assert_eq!(get(http, "/subsz?subs=1").status, 200);
     let tasks = format!("/proc/{}/task", daemon.pid());
-    let nice_of = |tid: &str| {
+    let stat_field = |tid: &str, field: usize| -> i64 {
         let stat = std::fs::read_to_string(format!("{tasks}/{tid}/stat")).expect("stat");
         let after_name = stat.rsplit_once(')').expect("comm").1;
-        let nice: i64 = after_name
-            .split_whitespace()
-            .nth(16)
-            .expect("nice")
-            .parse()
-            .unwrap();
-        nice
+        // Fields are numbered from 1; the text after the name starts at field 3.
+        let value = after_name.split_whitespace().nth(field - 3);
+        value.expect("field").parse().unwrap()
     };
     let mut seen = BTreeMap::new();
     for entry in std::fs::read_dir(&tasks).expect("tasks") {
         let tid = entry.expect("task").file_name().into_string().unwrap();
         let comm = std::fs::read_to_string(format!("{tasks}/{tid}/comm")).unwrap_or_default();
-        seen.insert(comm.trim().to_string(), nice_of(&tid));
+        let nice_and_policy = (stat_field(&tid, 19), stat_field(&tid, 41));
+        seen.insert(comm.trim().to_string(), nice_and_policy);
     }
-    assert_eq!(seen.get("monitor"), Some(&19), "{seen:?}");
-    assert_eq!(seen.get("shard-0"), Some(&0), "{seen:?}");
+    const SCHED_OTHER: i64 = 0;
+    const SCHED_IDLE: i64 = 5;
+    assert_eq!(seen.get("monitor"), Some(&(19, SCHED_OTHER)), "{seen:?}");
+    assert_eq!(
+        seen.get("monitor-render").map(|s| s.1),
+        Some(SCHED_IDLE),
+        "{seen:?}"
+    );
+    assert_eq!(seen.get("shard-0").map(|s| s.0), Some(0), "{seen:?}");
 }
 
 #[test]

@@ -13,8 +13,14 @@
 //! `HEADER_READ_TIMEOUT`.
 //!
 //! The thread runs at nice `MONITOR_NICE`: on a core it shares with a busy shard it gets a
-//! small share, so a heavy poll (`/connz?subs=1` over 10,000 connections serializes half a
-//! megabyte per request) takes its time instead of the shard's.
+//! small share. The heavy answers (`/connz` and `/subsz`: over 10,000 connections a page of
+//! `/connz?subs=1` is half a megabyte of JSON) are built on a second thread, `monitor-render`,
+//! under `SCHED_IDLE`: a shard that wants its core back takes it at once, and on a core the
+//! shards keep busy a poll takes its time instead of theirs (the scheduler still gives an idle
+//! thread a sliver, so it is slowed, not stopped). `/healthz` and the small endpoints never
+//! wait for it: a liveness probe is answered at nice 19 whatever a poll is doing. At most
+//! `RENDERS_MAX` heavy requests are in progress at once (a request waits for its turn before it
+//! asks the shards), which bounds what waiting renders hold.
 // Lowering the thread's priority takes two libc calls; each names its SAFETY argument.
 #![allow(unsafe_code)]
 
@@ -43,6 +49,9 @@ const MONITOR_NICE: libc::c_int = 19;
 
 /// Monitoring connections served at once; more are closed on accept.
 const HTTP_CONNS_MAX: usize = 256;
+/// Heavy requests (`/connz`, `/subsz`) between asking the shards and sending the answer at
+/// once; the others wait for a turn (each holds up to a page of connections per shard).
+const RENDERS_MAX: usize = 4;
 /// A client must send a request's headers within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -192,6 +201,38 @@ fn lower_priority() {
     }
 }
 
+/// Starts the `monitor-render` thread: it runs the heavy answers' jobs one after another under
+/// `SCHED_IDLE` (refused: at nice `MONITOR_NICE`, as the monitoring thread). `None` if the
+/// thread cannot start.
+fn spawn_renderer() -> Option<std::sync::mpsc::Sender<RenderJob>> {
+    let (tx, rx) = std::sync::mpsc::channel::<RenderJob>();
+    let spawned = std::thread::Builder::new()
+        .name("monitor-render".into())
+        .spawn(move || {
+            idle_priority();
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(err) => {
+            tracing::warn!("monitoring: heavy answers stay on the monitoring thread: {err}");
+            None
+        }
+    }
+}
+
+/// Puts this thread under `SCHED_IDLE`; if refused, lowers it to `MONITOR_NICE`.
+fn idle_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall on this thread (pid 0), with a parameter that lives across it.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        tracing::debug!("monitoring render thread: SCHED_IDLE refused");
+        lower_priority();
+    }
+}
+
 /// State of the monitoring thread shared by its connections.
 struct State {
     shared: SharedSlot,
@@ -206,7 +247,15 @@ struct State {
     conns: AtomicUsize,
     /// `https_port`: the start-up TLS config (see `MonitorListener::tls`); `None` for http.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The `monitor-render` thread's queue; `None` if it could not start (then heavy answers
+    /// are built here).
+    renderer: Option<std::sync::mpsc::Sender<RenderJob>>,
+    /// Turns for heavy requests (`RENDERS_MAX`).
+    renders: tokio::sync::Semaphore,
 }
+
+/// Work for the `monitor-render` thread.
+type RenderJob = Box<dyn FnOnce() + Send>;
 
 async fn serve(listener: MonitorListener, shared: SharedSlot) {
     if let Err(err) = listener.listener.set_nonblocking(true) {
@@ -231,6 +280,8 @@ async fn serve(listener: MonitorListener, shared: SharedSlot) {
         process_start: Instant::now(),
         conns: AtomicUsize::new(0),
         tls: listener.tls,
+        renderer: spawn_renderer(),
+        renders: tokio::sync::Semaphore::new(RENDERS_MAX),
     });
     loop {
         let (stream, _) = match tcp.accept().await {
@@ -363,9 +414,14 @@ async fn run_endpoint(
         }
         "connz" => {
             let view = connz_view(query)?;
+            let _turn = state.renders.acquire().await;
             let filter = Arc::new(view.filter.clone());
             let reports = monitoring.collect(QueryKind::Conns(filter)).await;
-            indented(&endpoints::connz(shared, reports, &view))
+            let shared = shared.clone();
+            state
+                .render(move || indented(&endpoints::connz(&shared, reports, &view)))
+                .await
+                .unwrap_or_default()
         }
         "subsz" | "subscriptionsz" => {
             let detail = query.bool("subs")?;
@@ -384,8 +440,13 @@ async fn run_endpoint(
                 test,
                 account: query.get("acc").map(str::to_string),
             };
+            let _turn = state.renders.acquire().await;
             let reports = monitoring.collect(QueryKind::Subs(Arc::new(filter))).await;
-            endpoints::subsz(shared, reports, offset, limit)?
+            let shared = shared.clone();
+            state
+                .render(move || endpoints::subsz(&shared, reports, offset, limit))
+                .await
+                .unwrap_or_else(|| Ok(String::new()))?
         }
         "accountz" => {
             let reports = monitoring.collect(QueryKind::Totals).await;
@@ -511,6 +572,28 @@ impl State {
             .and_then(|shared| shared.snapshot().tls.clone())
             .and_then(|tls| tls.monitoring_config().ok());
         Some(current.unwrap_or_else(|| Arc::clone(initial)))
+    }
+
+    /// Runs `build` on the `monitor-render` thread and waits for its answer (here, if that
+    /// thread is not there); `None` if `build` panicked.
+    async fn render<T, F>(&self, build: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: RenderJob = Box::new(move || {
+            let _ = tx.send(build());
+        });
+        match &self.renderer {
+            Some(renderer) => {
+                if let Err(std::sync::mpsc::SendError(job)) = renderer.send(job) {
+                    job();
+                }
+            }
+            None => job(),
+        }
+        rx.await.ok()
     }
 
     fn count(&self, path: &str) {
