@@ -12,7 +12,7 @@
 # "poll off" and "poll on" (a keep-alive HTTP client GETting --path at --rate requests/s on
 # an absolute schedule). Reports each run's publish and receive rates, the medians per mode
 # and their ratio, the polls answered and their latency, and the server's CPU per mode, split
-# into the monitoring thread's (thread `monitor`) and the rest.
+# into the monitoring threads' (`monitor`, `monitor-render`) and the rest.
 #
 # Bounded: every load run stops after --seconds (killed 30 s later), the whole script after
 # --max-seconds. Needs target-perf/release/ringnats (or --bin) and, for --server nats-server,
@@ -182,7 +182,8 @@ class Poller(threading.Thread):
 
 
 def cpu_seconds(pid):
-    """(whole process, thread `monitor`) CPU seconds so far."""
+    """(whole process, the monitoring threads `monitor` and `monitor-render`) CPU seconds so
+    far."""
     def stat_cpu(path):
         with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -193,7 +194,7 @@ def cpu_seconds(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 name = f.read().strip()
-            if name == "monitor":
+            if name == "monitor" or name.startswith("monitor-"):
                 monitor += stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             pass

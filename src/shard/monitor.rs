@@ -3,10 +3,13 @@
 //! connections that `/connz?state=closed` lists.
 //!
 //! Cold: queries are answered between loop turns (`answer_monitor_queries`, one channel poll
-//! per turn when none waits); a close adds one record. The hot path's part is a few plain
-//! increments of the connection's own counters (`Conn::stats`): no atomic, no lock, no shared
-//! cache line. Server and account totals are sums over connections, taken when asked, plus what
-//! closed connections left behind.
+//! per turn when none waits); a close adds one record. A `/connz` poll walks no connections
+//! for its default page (open connections by client id, kept in a list rebuilt only when a
+//! connection comes or goes) and copies out only that page; other sorts rank each connection by
+//! one number before copying the page. The hot path's part is a few plain increments of the
+//! connection's own counters (`Conn::stats`): no atomic, no lock, no shared cache line. Server
+//! and account totals are sums over connections, taken when asked, plus what closed
+//! connections left behind.
 //! Invariant: nothing here blocks; a reply goes into an unbounded channel and a query whose
 //! asker has gone is answered into the void. A query reads the shard and never writes to a
 //! connection (the RTT `/connz` shows is kept by CONNECT and the keepalive PINGs).
@@ -348,11 +351,12 @@ impl Shard {
                 .get(slot as usize)
                 .is_some_and(|c| c.cid == cid && c.is_open())
         };
-        if !page.iter().all(named) {
-            debug_assert!(
-                false,
-                "/connz: the kept list names a connection that is not open"
-            );
+        let page_is_open = page.iter().all(named);
+        debug_assert!(
+            page_is_open,
+            "/connz: the kept list names a closed connection"
+        );
+        if !page_is_open {
             self.monitor.by_cid_at = None;
             return false;
         }
