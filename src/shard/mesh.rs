@@ -8,6 +8,12 @@
 //! gives per-publisher order across shards (DESIGN.md invariant 6) and lets an `InterestBarrier`
 //! acknowledge every interest change sent before it (invariant 5).
 //! The only atomics are the ring indices (inside `rtrb`) and each shard's `sleeping` flag.
+//!
+//! Beside each pair's ring runs a small return ring the other way, which says nothing: it
+//! hands the buffers of delivered `Messages` batches back to the shard that filled them, so a
+//! warm sender builds its next batch in a buffer that already has room (no allocation per turn,
+//! no buffer freed on another thread than the one that allocated it). At most `SPARES` buffers
+//! of at most `SPARE_BYTES_MAX` wait per pair; others are freed.
 #![allow(unsafe_code)] // eventfd read/write through libc.
 
 use std::collections::VecDeque;
@@ -23,6 +29,11 @@ pub const RING_CAPACITY: usize = 4096;
 /// Bytes of queued cross-shard traffic a shard holds for one peer before it drops messages
 /// (and logs it). Reached only if the peer stops draining its ring.
 pub const BACKLOG_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Emptied batch buffers waiting to go back to their sender, per ordered pair.
+pub const SPARES: usize = 4;
+/// A batch buffer with more capacity than this is freed rather than handed back.
+pub const SPARE_BYTES_MAX: usize = 1024 * 1024;
 
 /// A message from one shard to another.
 #[derive(Debug)]
@@ -148,6 +159,8 @@ struct Incoming {
     consumer: rtrb::Consumer<ShardMsg>,
     /// Shared with the peer's `Outgoing::in_ring`.
     in_ring: Arc<AtomicUsize>,
+    /// Delivered batch buffers going back to the peer (see the module doc).
+    spares: rtrb::Producer<Vec<u8>>,
 }
 
 struct Outgoing {
@@ -160,6 +173,8 @@ struct Outgoing {
     backlog_bytes: usize,
     /// Whether anything was pushed this turn (wake the peer at the end of the turn).
     pushed: bool,
+    /// Batch buffers the peer delivered and handed back, for the next batches.
+    spares: rtrb::Consumer<Vec<u8>>,
 }
 
 /// Builds the full mesh for `n` shards: element i is shard i's `Mesh`.
@@ -179,6 +194,7 @@ pub fn build(wakers: &[Arc<Waker>]) -> Vec<Mesh> {
                 continue;
             }
             let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+            let (spares_back, spares) = rtrb::RingBuffer::new(SPARES);
             let in_ring = Arc::new(AtomicUsize::new(0));
             meshes[from].outgoing[to] = Some(Outgoing {
                 producer,
@@ -186,8 +202,13 @@ pub fn build(wakers: &[Arc<Waker>]) -> Vec<Mesh> {
                 backlog: VecDeque::new(),
                 backlog_bytes: 0,
                 pushed: false,
+                spares,
             });
-            meshes[to].incoming[from] = Some(Incoming { consumer, in_ring });
+            meshes[to].incoming[from] = Some(Incoming {
+                consumer,
+                in_ring,
+                spares: spares_back,
+            });
         }
     }
     meshes
@@ -277,6 +298,33 @@ impl Mesh {
         Some(msg)
     }
 
+    /// Hands the buffer of a `Messages` batch from `from`, delivered, back to `from` for its
+    /// next batches; frees it instead when it is large or `from` has `SPARES` waiting.
+    pub fn recycle(&mut self, from: ShardId, mut buf: Vec<u8>) {
+        if buf.capacity() > SPARE_BYTES_MAX {
+            return;
+        }
+        if let Some(incoming) = self
+            .incoming
+            .get_mut(usize::from(from.0))
+            .and_then(Option::as_mut)
+        {
+            buf.clear();
+            // A full return ring frees the buffer here.
+            let _ = incoming.spares.push(buf);
+        }
+    }
+
+    /// An empty buffer for the next batch to `to`: one `to` handed back, or a new one (which
+    /// allocates only when written to).
+    pub fn spare(&mut self, to: ShardId) -> Vec<u8> {
+        self.outgoing
+            .get_mut(usize::from(to.0))
+            .and_then(Option::as_mut)
+            .and_then(|out| out.spares.pop().ok())
+            .unwrap_or_default()
+    }
+
     /// Whether a peer outside `skip` (a bit per shard) has something queued for us.
     pub fn has_incoming(&self, skip: u64) -> bool {
         self.incoming.iter().enumerate().any(|(peer, c)| {
@@ -325,6 +373,38 @@ mod tests {
         assert!(
             seen.windows(2).all(|w| w[0] + 1 == w[1]),
             "entries arrived out of order"
+        );
+    }
+
+    #[test]
+    fn delivered_batch_buffers_go_back_to_their_sender_within_bounds() {
+        let wakers: Vec<_> = (0..3).map(|_| Waker::new().unwrap()).collect();
+        let mut meshes = build(&wakers);
+        assert_eq!(
+            meshes[0].spare(ShardId(1)).capacity(),
+            0,
+            "none handed back yet"
+        );
+        for i in 0..SPARES + 2 {
+            let mut buf = Vec::with_capacity(1000 + i);
+            buf.extend_from_slice(b"delivered");
+            meshes[1].recycle(ShardId(0), buf);
+        }
+        meshes[1].recycle(ShardId(0), Vec::with_capacity(SPARE_BYTES_MAX + 1));
+        assert_eq!(
+            meshes[2].spare(ShardId(1)).capacity(),
+            0,
+            "another pair's spares are its own"
+        );
+        for i in 0..SPARES {
+            let spare = meshes[0].spare(ShardId(1));
+            assert!(spare.is_empty(), "handed back empty");
+            assert_eq!(spare.capacity(), 1000 + i, "in the order handed back");
+        }
+        assert_eq!(
+            meshes[0].spare(ShardId(1)).capacity(),
+            0,
+            "at most SPARES wait; the rest and the large one were freed"
         );
     }
 

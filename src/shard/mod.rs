@@ -1211,6 +1211,8 @@ impl Shard {
         let done = at + self.on_forwarded(from, &batch[at..]);
         if done < batch.len() {
             self.held_batches[usize::from(from.0)] = Some((batch, done));
+        } else {
+            self.mesh.recycle(from, batch);
         }
     }
 
@@ -1306,7 +1308,8 @@ impl Shard {
             if batch.is_empty() || batch.len() < len_min {
                 continue;
             }
-            let full = std::mem::take(batch);
+            // The next batch goes into a buffer the peer handed back (see `mesh`).
+            let full = std::mem::replace(batch, self.mesh.spare(ShardId(peer as u16)));
             if !self
                 .mesh
                 .send(ShardId(peer as u16), ShardMsg::Messages(full))
