@@ -20,6 +20,12 @@ use serde_json::Value;
 
 use common::{Launch, RawConn, Server, TIMEOUT, pick_port};
 
+/// How long one monitoring answer may take before the test fails. Longer than `TIMEOUT`: the
+/// monitoring thread runs at nice 19 (`monitor/http.rs`), so on a machine saturated by other
+/// work a small `/connz` takes seconds (0.2 to 4 s measured at load 20 on two cores); this
+/// bound only catches an answer that never comes.
+const ANSWER_MAX: Duration = Duration::from_secs(60);
+
 /// The accounts of `tests/monitoring/monitor.conf`, which the captures were taken with.
 const ACCOUNTS: &str = r#"
 server_name: ref
@@ -46,7 +52,7 @@ impl Reply {
 /// `GET path` on 127.0.0.1:`port`, HTTP/1.1 with `Connection: close`.
 fn get(port: u16, path: &str) -> Reply {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to monitor port");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    stream.set_read_timeout(Some(ANSWER_MAX)).expect("timeout");
     get_on(stream, path)
 }
 
@@ -335,7 +341,7 @@ fn closed_connections_keep_their_reason() {
     let bad_cid = bad.client_id();
     bad.send_connect(r#"{"user":"a","pass":"wrong","verbose":false}"#);
     bad.expect_err("Authorization Violation");
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + ANSWER_MAX;
     let closed = loop {
         let closed = get(http, "/connz?state=closed&subs=1&auth=1").json();
         let list = closed["connections"].as_array().unwrap().clone();
@@ -447,160 +453,6 @@ fn connz_sorts_pages_and_filters() {
         let reply = get(http, path);
         assert_eq!(reply.status, 400, "{path}");
         assert!(reply.body.contains(text), "{path}: {}", reply.body);
-    }
-}
-
-/// nanoseconds since the epoch of an RFC 3339 time as `/connz` prints it (the fraction has its
-/// trailing zeros trimmed, so the text does not sort as the time does).
-fn rfc3339_nanos(text: &str) -> u128 {
-    let (clock, frac) = text
-        .trim_end_matches('Z')
-        .split_once('.')
-        .unwrap_or((text, ""));
-    let frac = format!("{frac:0<9}");
-    let digits: String = clock.chars().filter(char::is_ascii_digit).collect();
-    digits.parse::<u128>().unwrap() * 1_000_000_000 + frac.parse::<u128>().unwrap()
-}
-
-/// Every `sort` lists the connections in its order (ties by client id), and pages cut from the
-/// top of that order agree with the whole list: with more connections than a page, the
-/// shard chooses a page's connections by rank before copying them, and must choose the same
-/// ones the whole list shows.
-#[test]
-fn connz_pages_agree_with_the_whole_sorted_list() {
-    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
-    let mut clients = Vec::new();
-    for i in 0..7usize {
-        let mut c = RawConn::connect(daemon.port());
-        c.send_connect(r#"{"verbose":false}"#);
-        for k in 0..(i * 5 % 7) {
-            c.send(format!("SUB s.{i}.{k} {k}\r\n").as_bytes());
-        }
-        for _ in 0..(i * 3 % 7 + 1) {
-            let payload = "x".repeat(i % 3 * 10 + 1);
-            c.send(format!("PUB x.none {}\r\n{payload}\r\n", payload.len()).as_bytes());
-        }
-        c.ping_pong();
-        clients.push(c);
-    }
-    // One connection receives, so `msgs_to`/`bytes_to` are not all ties.
-    clients[2].send(b"SUB s.to 99\r\n");
-    clients[2].ping_pong();
-    clients[5].send(b"PUB s.to 3\r\nabc\r\n");
-    clients[5].ping_pong();
-    clients[2].ping_pong();
-    type Key = fn(&Value) -> i128;
-    let sorts: [(&str, Key); 10] = [
-        ("cid", |_| 0),
-        ("subs", |c| {
-            -i128::from(c["subscriptions"].as_u64().unwrap())
-        }),
-        ("pending", |c| {
-            -i128::from(c["pending_bytes"].as_u64().unwrap())
-        }),
-        ("msgs_to", |c| -i128::from(c["out_msgs"].as_u64().unwrap())),
-        ("msgs_from", |c| -i128::from(c["in_msgs"].as_u64().unwrap())),
-        ("bytes_to", |c| {
-            -i128::from(c["out_bytes"].as_u64().unwrap())
-        }),
-        ("bytes_from", |c| {
-            -i128::from(c["in_bytes"].as_u64().unwrap())
-        }),
-        ("last", |c| {
-            -(rfc3339_nanos(c["last_activity"].as_str().unwrap()) as i128)
-        }),
-        ("idle", |c| {
-            rfc3339_nanos(c["last_activity"].as_str().unwrap()) as i128
-        }),
-        ("uptime", |c| {
-            -(rfc3339_nanos(c["start"].as_str().unwrap()) as i128)
-        }),
-    ];
-    for (sort, key) in sorts {
-        let whole = get(http, &format!("/connz?sort={sort}&limit=100")).json();
-        let list = whole["connections"].as_array().unwrap();
-        assert_eq!(list.len(), 7, "{sort}: {whole}");
-        let keyed: Vec<(i128, u64)> = list
-            .iter()
-            .map(|c| (key(c), c["cid"].as_u64().unwrap()))
-            .collect();
-        assert!(
-            keyed.windows(2).all(|w| w[0] < w[1]),
-            "{sort}: listed in its order, ties by cid: {keyed:?}"
-        );
-        let mut paged = Vec::new();
-        for offset in (0..7).step_by(2) {
-            let page = get(http, &format!("/connz?sort={sort}&offset={offset}&limit=2")).json();
-            assert_eq!(page["total"], 7, "{sort}: {page}");
-            let cids = page["connections"].as_array().unwrap().iter();
-            paged.extend(cids.map(|c| c["cid"].as_u64().unwrap()));
-        }
-        let whole_cids: Vec<u64> = keyed.iter().map(|k| k.1).collect();
-        assert_eq!(paged, whole_cids, "{sort}: pages agree with the whole list");
-    }
-    let subjects = get(http, "/connz?sort=subs&limit=1&subs=1").json();
-    let top = &subjects["connections"][0];
-    assert_eq!(top["subscriptions"], 6, "{subjects}");
-    let list = top["subscriptions_list"].as_array().unwrap();
-    assert_eq!(list.len(), 6, "subs=1 lists every subject: {subjects}");
-    assert!(
-        list.iter().all(|s| s.as_str().unwrap().starts_with("s.")),
-        "{subjects}"
-    );
-    assert!(top.get("subscriptions_list_detail").is_none(), "{subjects}");
-}
-
-/// The default `/connz` (open connections by client id, the page a poll asks for) follows
-/// connections that come and go between polls, and their counters move while the list does
-/// not: the shard keeps that list between polls and must notice every change of members.
-#[test]
-fn the_default_connz_follows_connections_coming_and_going() {
-    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
-    let cids_of = |connz: &Value| -> Vec<u64> {
-        let list = connz["connections"].as_array().unwrap().iter();
-        list.map(|c| c["cid"].as_u64().unwrap()).collect()
-    };
-    let mut first = RawConn::connect(daemon.port());
-    first.send_connect(r#"{"verbose":false,"name":"first"}"#);
-    first.ping_pong();
-    let one = get(http, "/connz").json();
-    assert_eq!(
-        (one["total"].as_u64(), cids_of(&one).len()),
-        (Some(1), 1),
-        "{one}"
-    );
-    first.send(b"PUB x 2\r\nhi\r\n");
-    first.ping_pong();
-    let moved = get(http, "/connz").json();
-    assert_eq!(
-        moved["connections"][0]["in_msgs"], 1,
-        "counters are read per poll: {moved}"
-    );
-    let mut second = RawConn::connect(daemon.port());
-    second.send_connect(r#"{"verbose":false,"name":"second"}"#);
-    second.ping_pong();
-    let two = get(http, "/connz").json();
-    assert_eq!(two["total"], 2, "{two}");
-    let cids = cids_of(&two);
-    assert_eq!(cids.len(), 2, "{two}");
-    assert!(cids[0] < cids[1], "by client id: {two}");
-    assert_eq!(two["connections"][1]["name"], "second", "{two}");
-    drop(first);
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let left = get(http, "/connz").json();
-        if left["total"] == 1 {
-            assert_eq!(cids_of(&left), vec![cids[1]], "{left}");
-            assert_eq!(left["connections"][0]["name"], "second", "{left}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a closed connection is still listed: {left}"
-        );
-        // The close is handled by the shard a moment after the client's FIN; nothing in the
-        // HTTP answer can be waited on instead of asking again.
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -768,40 +620,32 @@ fn rtt_shows_soon_after_connect_nats_server() {
     scenario_rtt_soon_after_connect(&nats_server);
 }
 
-/// The monitoring thread runs at nice 19 and builds the heavy answers (`/connz`, `/subsz`) on
-/// a thread under `SCHED_IDLE`, so a heavy poll takes its time rather than a shard's, while
-/// `/healthz` stays on the nice-19 thread (`/proc/<pid>/task/<tid>/stat`: field 19 is the nice
-/// value, field 41 the scheduling policy, 5 = `SCHED_IDLE`).
+/// The monitoring thread runs at nice 19, so a heavy poll takes its time rather than a
+/// shard's (`/proc/<pid>/task/<tid>/stat`, field 19 is the nice value).
 #[test]
 fn the_monitoring_thread_yields_to_the_shards() {
     let (daemon, http) = start_open(&Launch::ringnats().shards(1));
     assert_eq!(get(http, "/healthz").status, 200);
-    assert_eq!(get(http, "/connz?subs=1").status, 200);
-    assert_eq!(get(http, "/subsz?subs=1").status, 200);
     let tasks = format!("/proc/{}/task", daemon.pid());
-    let stat_field = |tid: &str, field: usize| -> i64 {
+    let nice_of = |tid: &str| {
         let stat = std::fs::read_to_string(format!("{tasks}/{tid}/stat")).expect("stat");
         let after_name = stat.rsplit_once(')').expect("comm").1;
-        // Fields are numbered from 1; the text after the name starts at field 3.
-        let value = after_name.split_whitespace().nth(field - 3);
-        value.expect("field").parse().unwrap()
+        let nice: i64 = after_name
+            .split_whitespace()
+            .nth(16)
+            .expect("nice")
+            .parse()
+            .unwrap();
+        nice
     };
     let mut seen = BTreeMap::new();
     for entry in std::fs::read_dir(&tasks).expect("tasks") {
         let tid = entry.expect("task").file_name().into_string().unwrap();
         let comm = std::fs::read_to_string(format!("{tasks}/{tid}/comm")).unwrap_or_default();
-        let nice_and_policy = (stat_field(&tid, 19), stat_field(&tid, 41));
-        seen.insert(comm.trim().to_string(), nice_and_policy);
+        seen.insert(comm.trim().to_string(), nice_of(&tid));
     }
-    const SCHED_OTHER: i64 = 0;
-    const SCHED_IDLE: i64 = 5;
-    assert_eq!(seen.get("monitor"), Some(&(19, SCHED_OTHER)), "{seen:?}");
-    assert_eq!(
-        seen.get("monitor-render").map(|s| s.1),
-        Some(SCHED_IDLE),
-        "{seen:?}"
-    );
-    assert_eq!(seen.get("shard-0").map(|s| s.0), Some(0), "{seen:?}");
+    assert_eq!(seen.get("monitor"), Some(&19), "{seen:?}");
+    assert_eq!(seen.get("shard-0"), Some(&0), "{seen:?}");
 }
 
 #[test]
@@ -825,7 +669,7 @@ fn healthz_fails_in_lame_duck_mode() {
     );
     assert_eq!(get(http, "/healthz").status, 200);
     daemon.signal("USR2");
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + ANSWER_MAX;
     let reply = loop {
         let reply = get(http, "/healthz");
         if reply.status != 200 {
@@ -933,12 +777,12 @@ mod https {
 
     use super::common::tls_client::{Admission, Pki, admission};
     use super::common::{Launch, TIMEOUT, pick_port};
-    use super::{ACCOUNTS, Reply, get_on};
+    use super::{ACCOUNTS, ANSWER_MAX, Reply, get_on};
 
     /// `GET path` over TLS on 127.0.0.1:`port`.
     fn get_tls(port: u16, config: Arc<rustls::ClientConfig>, path: &str) -> Reply {
         let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to monitor port");
-        tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        tcp.set_read_timeout(Some(ANSWER_MAX)).expect("timeout");
         let name = ServerName::try_from("127.0.0.1").expect("server name");
         let conn = ClientConnection::new(config, name).expect("client connection");
         get_on(StreamOwned::new(conn, tcp), path)
