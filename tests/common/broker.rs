@@ -28,8 +28,13 @@ use std::time::{Duration, Instant};
 
 use super::RawConn;
 
-/// How long the server may take to start accepting connections.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may take to start accepting connections. Only a bound: the wait ends
+/// when the port answers. Generous, because test binaries start brokers in parallel beside
+/// other builds on a two-core machine, where ten seconds were seen to pass (an operator-mode
+/// start in `jwt_claims.rs` at load 15).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one readiness probe waits for the INFO line of a port that accepted it.
+const PROBE_INFO_MAX: Duration = Duration::from_secs(5);
 /// How long a command run to its exit (`Launch::run`) may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries at a free port before a start-up gives up (see `Launch::start`).
@@ -638,7 +643,7 @@ fn answers_with_info(addr: SocketAddr) -> bool {
         return false;
     };
     let mut conn = RawConn::from_stream(stream);
-    let ready = conn.try_read_line(Instant::now() + Duration::from_secs(1));
+    let ready = conn.try_read_line(Instant::now() + PROBE_INFO_MAX);
     let _ = conn.stream.shutdown(Shutdown::Both);
     matches!(ready, Ok(line) if line.starts_with(b"INFO "))
 }
