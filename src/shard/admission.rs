@@ -23,6 +23,10 @@ use crate::protocol::encode;
 use crate::shard::{Shard, mark_dirty};
 use crate::tls::TlsError;
 
+/// The debug line (after `<peer> - cid:<cid> - `) for a slow check a worker took after its
+/// client had gone, and so did not run.
+pub const CHECK_DROPPED: &str = "Authorization check dropped: the client has gone";
+
 /// The verdict of a slow check, sent back from the blocking pool.
 pub struct AuthResult {
     pub slot: u32,
@@ -183,7 +187,7 @@ impl Shard {
     /// connection has gone by the time a worker takes it is dropped, not run.
     fn submit_slow_check(&mut self, slot: u32, check: SlowCheck, reauth: bool) -> bool {
         let conn = &mut self.conns[slot as usize];
-        let cid = conn.cid;
+        let (cid, peer) = (conn.cid, conn.peer);
         let wanted = Arc::new(AtomicBool::new(true));
         conn.drop_check();
         conn.check_wanted = Some(Arc::clone(&wanted));
@@ -191,6 +195,7 @@ impl Shard {
         let verified = Arc::clone(&self.shared.verified);
         let job = Box::new(move || {
             if !wanted.load(Ordering::Relaxed) {
+                tracing::debug!("{peer} - cid:{cid} - {CHECK_DROPPED}");
                 return;
             }
             let result = check.run(&verified, Instant::now);
