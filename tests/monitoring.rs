@@ -456,6 +456,160 @@ fn connz_sorts_pages_and_filters() {
     }
 }
 
+/// nanoseconds since the epoch of an RFC 3339 time as `/connz` prints it (the fraction has its
+/// trailing zeros trimmed, so the text does not sort as the time does).
+fn rfc3339_nanos(text: &str) -> u128 {
+    let (clock, frac) = text
+        .trim_end_matches('Z')
+        .split_once('.')
+        .unwrap_or((text, ""));
+    let frac = format!("{frac:0<9}");
+    let digits: String = clock.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<u128>().unwrap() * 1_000_000_000 + frac.parse::<u128>().unwrap()
+}
+
+/// Every `sort` lists the connections in its order (ties by client id), and pages cut from the
+/// top of that order agree with the whole list: with more connections than a page, the
+/// shard chooses a page's connections by rank before copying them, and must choose the same
+/// ones the whole list shows.
+#[test]
+fn connz_pages_agree_with_the_whole_sorted_list() {
+    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
+    let mut clients = Vec::new();
+    for i in 0..7usize {
+        let mut c = RawConn::connect(daemon.port());
+        c.send_connect(r#"{"verbose":false}"#);
+        for k in 0..(i * 5 % 7) {
+            c.send(format!("SUB s.{i}.{k} {k}\r\n").as_bytes());
+        }
+        for _ in 0..(i * 3 % 7 + 1) {
+            let payload = "x".repeat(i % 3 * 10 + 1);
+            c.send(format!("PUB x.none {}\r\n{payload}\r\n", payload.len()).as_bytes());
+        }
+        c.ping_pong();
+        clients.push(c);
+    }
+    // One connection receives, so `msgs_to`/`bytes_to` are not all ties.
+    clients[2].send(b"SUB s.to 99\r\n");
+    clients[2].ping_pong();
+    clients[5].send(b"PUB s.to 3\r\nabc\r\n");
+    clients[5].ping_pong();
+    clients[2].ping_pong();
+    type Key = fn(&Value) -> i128;
+    let sorts: [(&str, Key); 10] = [
+        ("cid", |_| 0),
+        ("subs", |c| {
+            -i128::from(c["subscriptions"].as_u64().unwrap())
+        }),
+        ("pending", |c| {
+            -i128::from(c["pending_bytes"].as_u64().unwrap())
+        }),
+        ("msgs_to", |c| -i128::from(c["out_msgs"].as_u64().unwrap())),
+        ("msgs_from", |c| -i128::from(c["in_msgs"].as_u64().unwrap())),
+        ("bytes_to", |c| {
+            -i128::from(c["out_bytes"].as_u64().unwrap())
+        }),
+        ("bytes_from", |c| {
+            -i128::from(c["in_bytes"].as_u64().unwrap())
+        }),
+        ("last", |c| {
+            -(rfc3339_nanos(c["last_activity"].as_str().unwrap()) as i128)
+        }),
+        ("idle", |c| {
+            rfc3339_nanos(c["last_activity"].as_str().unwrap()) as i128
+        }),
+        ("uptime", |c| {
+            -(rfc3339_nanos(c["start"].as_str().unwrap()) as i128)
+        }),
+    ];
+    for (sort, key) in sorts {
+        let whole = get(http, &format!("/connz?sort={sort}&limit=100")).json();
+        let list = whole["connections"].as_array().unwrap();
+        assert_eq!(list.len(), 7, "{sort}: {whole}");
+        let keyed: Vec<(i128, u64)> = list
+            .iter()
+            .map(|c| (key(c), c["cid"].as_u64().unwrap()))
+            .collect();
+        assert!(
+            keyed.windows(2).all(|w| w[0] < w[1]),
+            "{sort}: listed in its order, ties by cid: {keyed:?}"
+        );
+        let mut paged = Vec::new();
+        for offset in (0..7).step_by(2) {
+            let page = get(http, &format!("/connz?sort={sort}&offset={offset}&limit=2")).json();
+            assert_eq!(page["total"], 7, "{sort}: {page}");
+            let cids = page["connections"].as_array().unwrap().iter();
+            paged.extend(cids.map(|c| c["cid"].as_u64().unwrap()));
+        }
+        let whole_cids: Vec<u64> = keyed.iter().map(|k| k.1).collect();
+        assert_eq!(paged, whole_cids, "{sort}: pages agree with the whole list");
+    }
+    let subjects = get(http, "/connz?sort=subs&limit=1&subs=1").json();
+    let top = &subjects["connections"][0];
+    assert_eq!(top["subscriptions"], 6, "{subjects}");
+    let list = top["subscriptions_list"].as_array().unwrap();
+    assert_eq!(list.len(), 6, "subs=1 lists every subject: {subjects}");
+    assert!(
+        list.iter().all(|s| s.as_str().unwrap().starts_with("s.")),
+        "{subjects}"
+    );
+    assert!(top.get("subscriptions_list_detail").is_none(), "{subjects}");
+}
+
+/// The default `/connz` (open connections by client id, the page a poll asks for) follows
+/// connections that come and go between polls, and their counters move while the list does
+/// not: the shard keeps that list between polls and must notice every change of members.
+#[test]
+fn the_default_connz_follows_connections_coming_and_going() {
+    let (daemon, http) = start_open(&Launch::ringnats().shards(1));
+    let cids_of = |connz: &Value| -> Vec<u64> {
+        let list = connz["connections"].as_array().unwrap().iter();
+        list.map(|c| c["cid"].as_u64().unwrap()).collect()
+    };
+    let mut first = RawConn::connect(daemon.port());
+    first.send_connect(r#"{"verbose":false,"name":"first"}"#);
+    first.ping_pong();
+    let one = get(http, "/connz").json();
+    assert_eq!(
+        (one["total"].as_u64(), cids_of(&one).len()),
+        (Some(1), 1),
+        "{one}"
+    );
+    first.send(b"PUB x 2\r\nhi\r\n");
+    first.ping_pong();
+    let moved = get(http, "/connz").json();
+    assert_eq!(
+        moved["connections"][0]["in_msgs"], 1,
+        "counters are read per poll: {moved}"
+    );
+    let mut second = RawConn::connect(daemon.port());
+    second.send_connect(r#"{"verbose":false,"name":"second"}"#);
+    second.ping_pong();
+    let two = get(http, "/connz").json();
+    assert_eq!(two["total"], 2, "{two}");
+    let cids = cids_of(&two);
+    assert_eq!(cids.len(), 2, "{two}");
+    assert!(cids[0] < cids[1], "by client id: {two}");
+    assert_eq!(two["connections"][1]["name"], "second", "{two}");
+    drop(first);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = get(http, "/connz").json();
+        if left["total"] == 1 {
+            assert_eq!(cids_of(&left), vec![cids[1]], "{left}");
+            assert_eq!(left["connections"][0]["name"], "second", "{left}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection is still listed: {left}"
+        );
+        // The close is handled by the shard a moment after the client's FIN; nothing in the
+        // HTTP answer can be waited on instead of asking again.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `/subsz` match statistics after three subscriptions on `foo.bar` (one plain, one
 /// wildcard, one queue) and eleven publishes on two subjects, then an UNSUB. `exact`: the
 /// figures ringnats gives with one shard (every publish is one index lookup; the cache holds
@@ -620,32 +774,40 @@ fn rtt_shows_soon_after_connect_nats_server() {
     scenario_rtt_soon_after_connect(&nats_server);
 }
 
-/// The monitoring thread runs at nice 19, so a heavy poll takes its time rather than a
-/// shard's (`/proc/<pid>/task/<tid>/stat`, field 19 is the nice value).
+/// The monitoring thread runs at nice 19 and builds the heavy answers (`/connz`, `/subsz`) on
+/// a thread under `SCHED_IDLE`, so a heavy poll takes its time rather than a shard's, while
+/// `/healthz` stays on the nice-19 thread (`/proc/<pid>/task/<tid>/stat`: field 19 is the nice
+/// value, field 41 the scheduling policy, 5 = `SCHED_IDLE`).
 #[test]
 fn the_monitoring_thread_yields_to_the_shards() {
     let (daemon, http) = start_open(&Launch::ringnats().shards(1));
     assert_eq!(get(http, "/healthz").status, 200);
+    assert_eq!(get(http, "/connz?subs=1").status, 200);
+    assert_eq!(get(http, "/subsz?subs=1").status, 200);
     let tasks = format!("/proc/{}/task", daemon.pid());
-    let nice_of = |tid: &str| {
+    let stat_field = |tid: &str, field: usize| -> i64 {
         let stat = std::fs::read_to_string(format!("{tasks}/{tid}/stat")).expect("stat");
         let after_name = stat.rsplit_once(')').expect("comm").1;
-        let nice: i64 = after_name
-            .split_whitespace()
-            .nth(16)
-            .expect("nice")
-            .parse()
-            .unwrap();
-        nice
+        // Fields are numbered from 1; the text after the name starts at field 3.
+        let value = after_name.split_whitespace().nth(field - 3);
+        value.expect("field").parse().unwrap()
     };
     let mut seen = BTreeMap::new();
     for entry in std::fs::read_dir(&tasks).expect("tasks") {
         let tid = entry.expect("task").file_name().into_string().unwrap();
         let comm = std::fs::read_to_string(format!("{tasks}/{tid}/comm")).unwrap_or_default();
-        seen.insert(comm.trim().to_string(), nice_of(&tid));
+        let nice_and_policy = (stat_field(&tid, 19), stat_field(&tid, 41));
+        seen.insert(comm.trim().to_string(), nice_and_policy);
     }
-    assert_eq!(seen.get("monitor"), Some(&19), "{seen:?}");
-    assert_eq!(seen.get("shard-0"), Some(&0), "{seen:?}");
+    const SCHED_OTHER: i64 = 0;
+    const SCHED_IDLE: i64 = 5;
+    assert_eq!(seen.get("monitor"), Some(&(19, SCHED_OTHER)), "{seen:?}");
+    assert_eq!(
+        seen.get("monitor-render").map(|s| s.1),
+        Some(SCHED_IDLE),
+        "{seen:?}"
+    );
+    assert_eq!(seen.get("shard-0").map(|s| s.0), Some(0), "{seen:?}");
 }
 
 #[test]
