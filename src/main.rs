@@ -112,7 +112,7 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
         tracing::info!("Using configuration file: {}", file.display());
     }
     // The monitoring port is bound before the shards start, so a taken port stops the server
-    // as a taken client port does; `/healthz` answers 503 until the shards are up.
+    // as a taken client port does; `/healthz` answers 503 until the server is built.
     let monitor_slot = ringnats::monitor::http::SharedSlot::default();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let monitor_addr = match start_monitoring(&opts, &security, &monitor_slot, started_rx) {
@@ -122,7 +122,11 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(opts.clone(), security) {
+    // The endpoints learn of the server before any client is served (nats-server starts
+    // monitoring before its accept loop): a script that reads `/varz` once connected gets it.
+    let server = match Server::start_then(opts.clone(), security, |shared| {
+        let _ = monitor_slot.set(shared.clone());
+    }) {
         Ok(server) => server,
         Err(err) if err.is_fatal() => {
             tracing::error!(target: logging::FATAL_TARGET, "{err}");
@@ -134,7 +138,6 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
         }
     };
     let shared = server.shared().clone();
-    let _ = monitor_slot.set(shared.clone());
     let _ = started_tx.send(shared.clone());
     if let Some((scheme, addr)) = monitor_addr {
         tracing::info!("Starting {scheme} monitor on {addr}");

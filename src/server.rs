@@ -401,6 +401,17 @@ impl Server {
     /// Binds the listeners, starts one pinned shard per CPU (or `opts.shards`), and returns
     /// once every shard's ring is up.
     pub fn start(opts: ServerOptions, security: Security) -> Result<Server, StartError> {
+        Self::start_then(opts, security, |_| {})
+    }
+
+    /// As [`Server::start`], and hands the server's shared state to `before_clients` before
+    /// any shard runs, so whatever it sets up (the monitoring endpoints) is ready by the time
+    /// a client gets its INFO, as nats-server starts monitoring before it accepts clients.
+    pub fn start_then(
+        opts: ServerOptions,
+        security: Security,
+        before_clients: impl FnOnce(&Arc<Shared>),
+    ) -> Result<Server, StartError> {
         let cpus = pin::allowed_cpus();
         let shard_count = opts.shards.unwrap_or(cpus.len().max(1));
         if shard_count == 0 || shard_count > SHARDS_MAX {
@@ -417,6 +428,7 @@ impl Server {
             .collect::<Result<_, _>>()
             .map_err(|e| StartError::Uring(format!("eventfd: {e}")))?;
         shared.monitor.set_wakers(wakers.clone());
+        before_clients(&shared);
         let meshes = mesh::build(&wakers);
         let failed = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();

@@ -926,6 +926,34 @@ async fn a_scrape_loop_beside_traffic() {
     assert!(varz["out_msgs"].as_u64().unwrap() >= MESSAGES as u64);
 }
 
+/// Once a client has its INFO, every endpoint answers: nats-server starts monitoring before it
+/// accepts clients, and scripts (and test suites such as nats.py's) read `/varz` right after
+/// connecting. Several starts, since the window was the few milliseconds between the shards'
+/// first INFO and the monitoring thread learning of the running server.
+fn scenario_ready_with_the_client_port(broker: &Launch) {
+    for round in 0..30 {
+        let (daemon, http) = start_open(broker);
+        let varz = get(http, "/varz");
+        assert_eq!(varz.status, 200, "round {round}: {}", varz.body);
+        assert_eq!(varz.json()["port"], daemon.port(), "round {round}");
+        let connz = get(http, "/connz");
+        assert_eq!(connz.status, 200, "round {round}: {}", connz.body);
+    }
+}
+
+#[test]
+fn endpoints_answer_once_clients_are_served() {
+    scenario_ready_with_the_client_port(&Launch::ringnats().shards(2));
+}
+
+#[test]
+fn endpoints_answer_once_clients_are_served_nats_server() {
+    let Some(nats_server) = Launch::nats_server() else {
+        return;
+    };
+    scenario_ready_with_the_client_port(&nats_server);
+}
+
 /// `https_port`: the endpoints over TLS with the server's `tls {}` certificate. As nats-server
 /// 2.9.10 (`getMonitoringTLSConfig`: `ClientAuth = NoClientCert`), the monitoring port asks
 /// no client certificate even when the client port verifies them.
