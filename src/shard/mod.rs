@@ -1225,6 +1225,12 @@ impl Shard {
             };
             let local = index.local.matches(fwd.msg.subject);
             if local.is_empty() {
+                // Nothing here matches any more (the last member left while the message was
+                // on its way): its queue groups go on to a shard that still has members.
+                let failed: smallvec::SmallVec<[&[u8]; 2]> = fwd.queues().collect();
+                if !failed.is_empty() {
+                    self.pass_queue_on(&fwd, &failed);
+                }
                 continue;
             }
             let mut out = Delivery {
