@@ -77,6 +77,62 @@ fn send_junk(port: u16, within: Duration) -> usize {
     sent
 }
 
+/// What the junk writers did: the bytes each sent and the server's RSS peak meanwhile.
+struct JunkRun {
+    sent: Vec<usize>,
+    peak: u64,
+}
+
+/// Joins the junk writers, following the server's RSS from `peak` (also its kernel-kept peak
+/// when `peak_resettable`, which `Server::reset_peak_rss` said).
+fn join_junk_writers(
+    server: &Server,
+    writers: Vec<thread::JoinHandle<usize>>,
+    mut peak: u64,
+    peak_resettable: bool,
+) -> JunkRun {
+    let sent = writers
+        .into_iter()
+        .map(|w| {
+            let sent = w.join().expect("junk writer");
+            peak = peak.max(server.rss_bytes());
+            sent
+        })
+        .collect();
+    if peak_resettable {
+        peak = peak.max(server.peak_rss_bytes());
+    }
+    JunkRun { sent, peak }
+}
+
+impl JunkRun {
+    /// Asserts the normal client's `answer` was its PONG and the RSS grew from `baseline` by
+    /// at most `RSS_GROWTH_MAX` while the junk `writers` (named in messages) sent.
+    #[track_caller]
+    fn assert_within_bar(&self, writers: &str, baseline: u64, answer: Result<Vec<u8>, ReadEnd>) {
+        let growth = self.peak.saturating_sub(baseline);
+        eprintln!(
+            "{writers}: RSS baseline {} KiB, peak {} KiB (growth {} KiB); junk sent per client \
+             {:?} KiB",
+            baseline / 1024,
+            self.peak / 1024,
+            growth / 1024,
+            self.sent.iter().map(|s| s / 1024).collect::<Vec<_>>()
+        );
+        match answer {
+            Ok(line) => assert_eq!(show(&line), "PONG", "the normal client is admitted"),
+            Err(e) => panic!("the normal client got no answer: {e:?}"),
+        }
+        assert!(
+            growth <= RSS_GROWTH_MAX,
+            "server RSS grew by {} MiB while {JUNK_CLIENTS} {writers} sent junk behind a wrong \
+             CONNECT (bar: {} MiB)",
+            growth >> 20,
+            RSS_GROWTH_MAX >> 20
+        );
+    }
+}
+
 /// Reads the INFO line byte by byte (nothing after it is read).
 fn read_info(stream: &mut TcpStream) {
     stream
@@ -115,39 +171,11 @@ fn junk_behind_a_connect_under_check_is_not_buffered() {
     // A normal client connects meanwhile.
     let mut normal = RawConn::connect(port);
     normal.send(b"CONNECT {\"verbose\":false,\"auth_token\":\"right-token\"}\r\nPING\r\n");
-    let mut peak = server.rss_bytes();
+    let peak = server.rss_bytes();
     let deadline = Instant::now() + Duration::from_secs(20);
     let answer = normal.try_read_line(deadline);
-    let sent: Vec<usize> = writers
-        .into_iter()
-        .map(|w| {
-            let sent = w.join().expect("junk writer");
-            peak = peak.max(server.rss_bytes());
-            sent
-        })
-        .collect();
-    if peak_resettable {
-        peak = peak.max(server.peak_rss_bytes());
-    }
-    let growth = peak.saturating_sub(baseline);
-    eprintln!(
-        "RSS baseline {} KiB, peak {} KiB (growth {} KiB); junk sent per client {:?} KiB",
-        baseline / 1024,
-        peak / 1024,
-        growth / 1024,
-        sent.iter().map(|s| s / 1024).collect::<Vec<_>>()
-    );
-    match answer {
-        Ok(line) => assert_eq!(show(&line), "PONG", "the normal client is admitted"),
-        Err(e) => panic!("the normal client got no answer: {e:?}"),
-    }
-    assert!(
-        growth <= RSS_GROWTH_MAX,
-        "server RSS grew by {} MiB while {JUNK_CLIENTS} clients sent junk behind a wrong \
-         CONNECT (bar: {} MiB)",
-        growth >> 20,
-        RSS_GROWTH_MAX >> 20
-    );
+    let junk = join_junk_writers(&server, writers, peak, peak_resettable);
+    junk.assert_within_bar("clients", baseline, answer);
     normal.expect_open();
 }
 
@@ -193,37 +221,9 @@ fn junk_behind_a_tls_connect_under_check_is_not_buffered() {
     let mut normal = TlsRawConn::connect(port, pki.client(None)).expect("handshake");
     normal.send(login);
     let answer = normal.try_read_line(Instant::now() + Duration::from_secs(20));
-    let mut peak = server.rss_bytes();
-    let sent: Vec<usize> = writers
-        .into_iter()
-        .map(|w| {
-            let sent = w.join().expect("junk writer");
-            peak = peak.max(server.rss_bytes());
-            sent
-        })
-        .collect();
-    if peak_resettable {
-        peak = peak.max(server.peak_rss_bytes());
-    }
-    let growth = peak.saturating_sub(baseline);
-    eprintln!(
-        "TLS: RSS baseline {} KiB, peak {} KiB (growth {} KiB); junk sent per client {:?} KiB",
-        baseline / 1024,
-        peak / 1024,
-        growth / 1024,
-        sent.iter().map(|s| s / 1024).collect::<Vec<_>>()
-    );
-    match answer {
-        Ok(line) => assert_eq!(show(&line), "PONG", "the normal client is admitted"),
-        Err(e) => panic!("the normal client got no answer: {e:?}"),
-    }
-    assert!(
-        growth <= RSS_GROWTH_MAX,
-        "server RSS grew by {} MiB while {JUNK_CLIENTS} TLS clients sent junk behind a wrong \
-         CONNECT (bar: {} MiB)",
-        growth >> 20,
-        RSS_GROWTH_MAX >> 20
-    );
+    let peak = server.rss_bytes();
+    let junk = join_junk_writers(&server, writers, peak, peak_resettable);
+    junk.assert_within_bar("TLS clients", baseline, answer);
 }
 
 #[test]
