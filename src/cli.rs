@@ -703,7 +703,7 @@ where
 }
 
 /// `--user/--pass/--auth/--auth_timeout` and the `--tls*` flags, kept apart from the file's
-/// sections; `server::Security` lets them override the file.
+/// sections; `shared::Security` lets them override the file.
 fn apply_security_flags(opts: &mut ServerOptions, cli: &Cli) -> Result<(), ConfigError> {
     opts.cli_auth.user = cli.user.clone();
     opts.cli_auth.pass = cli.pass.as_deref().map(crate::auth::Secret::new);

@@ -19,9 +19,18 @@
 //!   mode) into a `ClientIdentity`; [`perms`] is the compiled permissions and their per-connection cache
 //!   (hot); [`tls`] drives rustls over byte buffers inside the reactor; [`account`] routes
 //!   service-import replies between accounts; [`blocking`] runs bcrypt off the shards (cold).
+//! - [`shared`] is the state every shard and the control plane reach (`Shared`, the options
+//!   `Snapshot`, `Limits`, lame-duck mode); [`ids`] holds the ids several modules name
+//!   (`ShardId`, `SubKey`). Both are leaves below `shard`, `conn` and `monitor`.
 //! - [`server`] starts the shards and is the control plane (signals, reload, shutdown);
-//!   [`logging`] prints nats-server's log shape.
+//!   [`logging`] prints nats-server's log shape; [`monitor`] serves the HTTP endpoints and
+//!   `$SYS` from a thread of its own.
 //! - [`tools`] holds the `ringnats` subcommands.
+//!
+//! Dependencies point down: `server` → `shard` → `conn` → `protocol`, `subject`, `perms`;
+//! `server`, `shard` and `monitor` → `shared`; and all of them → `ids`, which names nothing.
+//! `conn` never names `shard`, and `shard` never names `server` (`docs/ARCHITECTURE.md`,
+//! "Module layers", draws them and lists the cycles that remain).
 
 pub mod account;
 pub mod auth;
@@ -29,12 +38,14 @@ pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod ids;
 pub mod logging;
 pub mod monitor;
 pub mod perms;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod shared;
 pub mod signals;
 pub mod subject;
 pub mod tls;

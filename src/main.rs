@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use ringnats::cli::{Cli, Command};
 use ringnats::config::ServerOptions;
-use ringnats::server::{COMPAT_VERSION, Security, Server};
+use ringnats::server::Server;
+use ringnats::shared::{COMPAT_VERSION, Security};
 use ringnats::signals::{Control, SignalWaiter};
 use ringnats::{cli, logging};
 
@@ -212,9 +213,9 @@ fn run_server(cli: &Cli, opts: ServerOptions, security: Security) -> ExitCode {
 /// address.
 fn start_monitoring(
     opts: &ServerOptions,
-    security: &ringnats::server::Security,
+    security: &ringnats::shared::Security,
     slot: &ringnats::monitor::http::SharedSlot,
-    started: tokio::sync::oneshot::Receiver<std::sync::Arc<ringnats::server::Shared>>,
+    started: tokio::sync::oneshot::Receiver<std::sync::Arc<ringnats::shared::Shared>>,
 ) -> Result<Option<(&'static str, std::net::SocketAddr)>, ringnats::monitor::http::MonitorError> {
     let listener = ringnats::monitor::http::bind(opts, security.tls.as_ref())?;
     let addr = listener.as_ref().map(|l| (l.scheme(), l.addr));

@@ -43,9 +43,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringnats::conn::CloseReason;
-use ringnats::server::{Security, Shared};
+use ringnats::ids::ShardId;
 use ringnats::shard::mesh::{self, Waker};
-use ringnats::shard::{Action, Shard, ShardId};
+use ringnats::shard::{Action, Shard};
+use ringnats::shared::{Security, Shared};
 
 /// Seeds CI runs (about a minute in CI's build, with assertions on).
 const CI_SEEDS: u64 = 25;

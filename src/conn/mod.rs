@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::auth::CertIdentity;
+use crate::ids::SubKey;
 use crate::perms::{PermCache, Permissions, ResponseTracker};
 use crate::protocol::{Parser, ParserLimits};
-use crate::shard::SubKey;
 use crate::tls::TlsSession;
 
 pub use outbuf::OutBuf;
@@ -119,7 +119,7 @@ pub enum StallOn {
     Subscriber { slot: u32, cid: u64, delivered: u64 },
     /// Another shard to take most of what this shard queued for it: that shard stops taking
     /// while a subscriber there is past half its limit.
-    Peer(crate::shard::ShardId),
+    Peer(crate::ids::ShardId),
 }
 
 /// Where a connection is in its life.

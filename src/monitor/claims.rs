@@ -17,7 +17,7 @@ use crate::auth::resolver::{self, ClaimsOutcome, ClaimsRequest, Resolver};
 use crate::config::ConfigError;
 use crate::monitor::events::server_block;
 use crate::monitor::query::QueryKind;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Answers one claims request of the system account; `None` = no reply (nats-server sends
 /// none either: a lookup of an account it does not have, a resolver that does not answer).

@@ -17,7 +17,7 @@ use crate::monitor::gotime::{rfc3339_nano, rtt, uptime};
 use crate::monitor::query::{
     AccountTotals, ConnFilter, ConnInfo, ShardReport, ShardTotals, SubInfo, SubsWanted,
 };
-use crate::server::{COMPAT_VERSION, Shared};
+use crate::shared::{COMPAT_VERSION, Shared};
 
 /// nats-server `DefaultConnListSize` and `DefaultSubListSize`.
 pub const DEFAULT_LIST_LIMIT: usize = 1024;

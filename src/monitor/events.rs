@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::monitor::endpoints::{AccountStat, DataStats, GoFloat};
 use crate::monitor::gotime::rfc3339_nano;
-use crate::server::{COMPAT_VERSION, Shared};
+use crate::shared::{COMPAT_VERSION, Shared};
 
 pub const CONNECT_TYPE: &str = "io.nats.server.advisory.v1.client_connect";
 pub const DISCONNECT_TYPE: &str = "io.nats.server.advisory.v1.client_disconnect";

@@ -39,7 +39,7 @@ use crate::config::ServerOptions;
 use crate::monitor::endpoints::{self, ConnzView, DEFAULT_LIST_LIMIT, HealthStatus, VarzExtras};
 use crate::monitor::process::CpuSampler;
 use crate::monitor::query::{ConnFilter, QueryKind, SortKey, StateFilter, SubFilter, SubsWanted};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tls::TlsSettings;
 
 /// The monitoring thread's nice value. Not `SCHED_IDLE` (as the blocking pool): that starves
@@ -477,7 +477,7 @@ async fn run_endpoint(
 async fn healthz(shared: &Arc<Shared>) -> (StatusCode, HealthStatus) {
     let error = if let Some(reason) = shared.monitor.health_error() {
         reason
-    } else if shared.lame_duck_phase() != crate::server::LameDuckPhase::Off {
+    } else if shared.lame_duck_phase() != crate::shared::LameDuckPhase::Off {
         "lame duck mode".to_string()
     } else if shared.is_shutting_down() {
         "server is shutting down".to_string()

@@ -27,14 +27,14 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::shard::ShardId;
+use crate::ids::ShardId;
 use crate::shard::mesh::Waker;
 use query::{QueryKind, ShardQuery, ShardReport};
 
 /// How long a request waits for the shards' answers.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The monitoring side's links to the shards, kept in `server::Shared`.
+/// The monitoring side's links to the shards, kept in `shared::Shared`.
 pub struct Monitoring {
     /// One per shard; used by the monitoring thread (and a shard asking on a client's behalf).
     senders: Vec<Sender<ShardQuery>>,

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::shard::ShardId;
+use crate::ids::ShardId;
 
 /// One request to one shard; the answer goes to `reply`.
 pub struct ShardQuery {

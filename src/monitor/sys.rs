@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::ids::ShardId;
 use crate::monitor::endpoints::{self, ConnzView, DEFAULT_LIST_LIMIT, DataStats, GoFloat};
 use crate::monitor::events::{
     ACCOUNT_CONNS_TYPE, AccountConnsEvent, ApiError, ApiResponse, Statsz, StatszMsg, event_id,
@@ -23,8 +24,7 @@ use crate::monitor::process::CpuSampler;
 use crate::monitor::query::{
     ConnFilter, QueryKind, ShardReport, SortKey, StateFilter, SubFilter, SubsWanted,
 };
-use crate::server::Shared;
-use crate::shard::ShardId;
+use crate::shared::Shared;
 
 /// How often `$SYS.SERVER.<id>.STATSZ` is published while someone could listen.
 pub const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
@@ -363,7 +363,7 @@ async fn answer(
         ("SERVER", "HEALTHZ") => {
             let ok = !shared.is_shutting_down()
                 && shared.monitor.health_error().is_none()
-                && shared.lame_duck_phase() == crate::server::LameDuckPhase::Off;
+                && shared.lame_duck_phase() == crate::shared::LameDuckPhase::Off;
             let data = if ok {
                 serde_json::json!({"status": "ok"})
             } else {

@@ -137,7 +137,7 @@ impl Shard {
                 .clone()
                 .unwrap_or_else(|| keys.id().to_string()),
             host: opts.host.clone(),
-            version: crate::server::COMPAT_VERSION.to_string(),
+            version: crate::shared::COMPAT_VERSION.to_string(),
             ..ServerInfo::default()
         };
         let client = ClientInfo {

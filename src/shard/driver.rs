@@ -15,10 +15,10 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::server::Shared;
 use crate::shard::mesh::{Mesh, Waker};
 use crate::shard::reactor::{Completion, OpKind, Reactor};
 use crate::shard::{Action, Shard, ShardId};
+use crate::shared::Shared;
 
 // The allocator is mimalloc (main.rs); naming the crate links it wherever this library is.
 extern crate mimalloc as _;

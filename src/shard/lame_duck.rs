@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::conn::CloseReason;
 use crate::protocol::encode;
-use crate::server::LameDuckPhase;
 use crate::shard::{Shard, mark_dirty};
+use crate::shared::LameDuckPhase;
 
 /// Longest wait between two closes (nats-server sleeps at most a second between clients).
 const CLOSE_INTERVAL_MAX: Duration = Duration::from_secs(1);

@@ -21,7 +21,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::shard::ShardId;
+use crate::ids::ShardId;
 
 /// Capacity of each SPSC ring in entries. A full ring makes the sender keep entries in its
 /// local backlog and retry on the next turn.

@@ -38,23 +38,13 @@ use ahash::AHashMap;
 use slab::Slab;
 
 use crate::conn::{CloseReason, Conn, ConnState};
+use crate::ids::{ShardId, SubKey};
 use crate::protocol::{Op, ParserLimits, encode};
-use crate::server::Shared;
+use crate::shared::{Limits, Shared};
 use crate::subject::index::{Matches, SubjectIndex};
 pub use driver::Driver;
 use forward::Published;
 use mesh::{Mesh, ShardMsg, Waker};
-
-/// Identifies a shard; also its index in every per-shard vector.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Hash, PartialOrd, Ord)]
-pub struct ShardId(pub u16);
-
-/// A subscription's key in the shard's subscription slab; what the local index stores.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Hash)]
-pub struct SubKey(pub u32);
-
-/// Largest number of shards: forwarding keeps the set of target shards in a `u64` bitmask.
-pub const SHARDS_MAX: usize = 64;
 
 /// A cross-shard batch is handed to the mesh once it reaches this size, even mid-turn.
 const FORWARD_BATCH_BYTES_MAX: usize = 256 * 1024;
@@ -203,7 +193,7 @@ pub struct Shard {
     acked: Vec<u64>,
     pong_waiters: Vec<u32>,
     /// Options and security of the current generation, refreshed on reload.
-    snapshot: Arc<crate::server::Snapshot>,
+    snapshot: Arc<crate::shared::Snapshot>,
     limits: Limits,
     /// Verdicts of slow authentication checks, from the blocking pool.
     auth_results_tx: std::sync::mpsc::Sender<admission::AuthResult>,
@@ -236,22 +226,6 @@ pub struct Shard {
     monitor: monitor::ShardMonitor,
     /// Outstanding auth callouts (`callout.rs`).
     callouts: callout::Callouts,
-}
-
-/// The option values the shard reads per connection or per message.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub max_payload: usize,
-    pub max_control_line: usize,
-    pub max_pending: usize,
-    pub max_connections: usize,
-    pub max_subscriptions: usize,
-    pub ping_interval: Duration,
-    pub ping_max: u32,
-    pub write_deadline: Duration,
-    pub trace: bool,
-    /// See `Options::busy_poll`.
-    pub busy_poll: Duration,
 }
 
 impl Shard {
@@ -1721,7 +1695,7 @@ fn may_deliver(conn: &mut Conn, msg: &Published<'_>, filter: bool, now: Instant)
 }
 
 /// Which accounts can send a publish into another one (see `Shard::crosses_accounts`).
-fn crosses_accounts(snapshot: &crate::server::Snapshot) -> Vec<bool> {
+fn crosses_accounts(snapshot: &crate::shared::Snapshot) -> Vec<bool> {
     let imports = snapshot.auth.imports();
     (0..snapshot.auth.accounts().len() as u32)
         .map(|a| imports.has_imports_from_or_to(a))

@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringnats::server::{Security, Shared};
+use ringnats::ids::ShardId;
 use ringnats::shard::mesh::{self, Waker};
-use ringnats::shard::{Action, Shard, ShardId};
+use ringnats::shard::{Action, Shard};
+use ringnats::shared::{Security, Shared};
 
 /// Room for a round's input and output in the test's own buffers, reserved up front so the
 /// harness never allocates while counting.
