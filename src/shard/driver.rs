@@ -109,7 +109,7 @@ impl Driver {
                 self.reactor.submit_nowait()?;
                 // Peers do not wake a shard that is not asleep: their rings are watched too.
                 let shard = &self.shard;
-                let budget = shard.spin_until.saturating_duration_since(turn_end);
+                let budget = shard.spin_left(turn_end);
                 if !self.reactor.has_completions()
                     && self
                         .reactor

@@ -16,6 +16,7 @@
 //! only once every peer has acknowledged the interest change (5).
 
 mod admission;
+mod busy_poll;
 mod callout;
 pub mod driver;
 pub mod forward;
@@ -63,9 +64,6 @@ const TURN_BUDGET: Duration = Duration::from_millis(50);
 const STALL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Entries taken from each peer ring per turn, so a busy peer cannot starve our sockets.
 const MESH_DRAIN_MAX: usize = 1024;
-/// A turn that received at most this much is request/reply-like: the shard spins for the next
-/// message before sleeping (`Limits::busy_poll`). Bulk publishers' turns read far more.
-const LIGHT_TURN_BYTES: usize = 2048;
 
 /// What the shard asks its driver to do; drained once per turn (`Shard::take_actions`).
 #[derive(Clone, Copy, Debug)]
@@ -179,10 +177,8 @@ pub struct Shard {
     held_batches: Vec<Option<(Vec<u8>, usize)>>,
     /// Peers `drain_mesh` takes from (a bit each; see `set_mesh_gate`).
     mesh_gate: u64,
-    /// Bytes received this turn (see `keep_spinning`).
-    turn_recv_bytes: usize,
-    /// Turns end without sleeping until then (see `keep_spinning`).
-    spin_until: Instant,
+    /// Whether a turn ends awake (`busy_poll.rs`).
+    busy_poll: busy_poll::BusyPoll,
     /// Subscriptions that reached their UNSUB max during delivery.
     expired: Vec<SubKey>,
     /// Cross-shard batches being built this turn, one per peer.
@@ -264,8 +260,7 @@ impl Shard {
             held_peers: 0,
             held_batches: vec![None; peers],
             mesh_gate: u64::MAX,
-            turn_recv_bytes: 0,
-            spin_until: now,
+            busy_poll: busy_poll::BusyPoll::new(now),
             expired: Vec::new(),
             forward: vec![Vec::new(); peers],
             barrier_next: 1,
@@ -308,7 +303,7 @@ impl Shard {
     /// Starts a turn at `now`: the clock every event of this turn reads.
     pub fn begin_turn(&mut self, now: Instant) {
         self.now = now;
-        self.turn_recv_bytes = 0;
+        self.busy_poll.begin_turn();
     }
 
     /// The rest of a turn, after the socket events: takes what peers sent and the slow-check
@@ -382,17 +377,17 @@ impl Shard {
         self.accepting
     }
 
-    /// Whether this turn ended without sleeping. A turn that received a little (a request, a
-    /// reply, a CONNECT) starts a spin of `busy_poll`; turns go on without sleeping until it
-    /// runs out. Bulk traffic, whose turns read kilobytes, never starts one.
+    /// Whether this turn ended without sleeping (`busy_poll.rs`). A turn that received a
+    /// little (a request, a reply, a CONNECT) starts a spin of `busy_poll`; turns go on
+    /// without sleeping until it runs out.
     fn keep_spinning(&mut self, turn_end: Instant, timeout: Option<Duration>) -> bool {
-        if self.limits.busy_poll.is_zero() || timeout == Some(Duration::ZERO) {
-            return false;
-        }
-        if self.turn_recv_bytes > 0 && self.turn_recv_bytes <= LIGHT_TURN_BYTES {
-            self.spin_until = turn_end + self.limits.busy_poll;
-        }
-        turn_end < self.spin_until
+        self.busy_poll
+            .keep_spinning(turn_end, timeout, self.limits.busy_poll)
+    }
+
+    /// How long the current spin lasts after `turn_end`.
+    fn spin_left(&self, turn_end: Instant) -> Duration {
+        self.busy_poll.spin_left(turn_end)
     }
 
     /// Logs (at most every `STALL_LOG_INTERVAL`) a turn that took longer than `TURN_BUDGET`:
@@ -456,7 +451,7 @@ impl Shard {
             conn.recv_armed = false;
         }
         if result > 0 {
-            self.turn_recv_bytes += result as usize;
+            self.busy_poll.on_recv(result as usize);
             if !data.is_empty() {
                 self.on_data(slot, data);
             }
