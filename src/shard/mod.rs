@@ -16,6 +16,7 @@
 //! only once every peer has acknowledged the interest change (5).
 
 mod admission;
+mod barrier;
 mod busy_poll;
 mod callout;
 pub mod driver;
@@ -183,11 +184,8 @@ pub struct Shard {
     expired: Vec<SubKey>,
     /// Cross-shard batches being built this turn, one per peer.
     forward: Vec<Vec<u8>>,
-    /// Interest barrier bookkeeping (see `on_ping`).
-    barrier_next: u64,
-    barrier_pending: bool,
-    acked: Vec<u64>,
-    pong_waiters: Vec<u32>,
+    /// The interest barrier and the acknowledgements held for it (`barrier.rs`).
+    barrier: barrier::Barrier,
     /// Options and security of the current generation, refreshed on reload.
     snapshot: Arc<crate::shared::Snapshot>,
     limits: Limits,
@@ -263,10 +261,7 @@ impl Shard {
             busy_poll: busy_poll::BusyPoll::new(now),
             expired: Vec::new(),
             forward: vec![Vec::new(); peers],
-            barrier_next: 1,
-            barrier_pending: false,
-            acked: vec![0; peers],
-            pong_waiters: Vec::new(),
+            barrier: barrier::Barrier::new(peers),
             snapshot,
             limits,
             auth_results_tx,
@@ -1167,8 +1162,7 @@ impl Shard {
                 payload,
             } => self.settle_callout(account, seq, &payload),
             ShardMsg::InterestAck { seq } => {
-                let acked = &mut self.acked[usize::from(from.0)];
-                *acked = (*acked).max(seq);
+                self.barrier.on_ack(from, seq);
                 self.release_pongs();
             }
         }
@@ -1264,10 +1258,7 @@ impl Shard {
             return false;
         }
         self.flush_forward_batches(1);
-        if self.barrier_pending {
-            self.barrier_pending = false;
-            let seq = self.barrier_next;
-            self.barrier_next += 1;
+        if let Some(seq) = self.barrier.take_due() {
             let peers: Vec<ShardId> = self.mesh.peers().collect();
             for peer in peers {
                 self.mesh.send(peer, ShardMsg::InterestBarrier { seq });

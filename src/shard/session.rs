@@ -137,14 +137,8 @@ impl Shard {
             .local
             .insert(filter, queue.as_deref(), key);
         self.interest_changed(account, filter, queue.as_deref(), true);
-        // The barrier that covers this SUB: the one this turn will send, or the last one sent
-        // (an earlier SUB of the same key may still be unacknowledged).
-        let seq = if self.barrier_pending {
-            self.barrier_next
-        } else {
-            self.barrier_next - 1
-        };
-        self.conns[slot as usize].interest_seq = seq;
+        // The barrier that covers this SUB (`Barrier::covering_seq`).
+        self.conns[slot as usize].interest_seq = self.barrier.covering_seq();
         self.ok_if_verbose(slot);
     }
 
@@ -188,7 +182,7 @@ impl Shard {
             let first = conn.held_acks.is_empty();
             conn.held_acks.push(line);
             if first {
-                self.pong_waiters.push(slot);
+                self.barrier.add_waiter(slot);
                 // Later ops wait behind the held line: stop reading until it is sent.
                 self.pause_recv(slot);
             }
@@ -200,24 +194,25 @@ impl Shard {
 
     /// The highest barrier every peer has acknowledged.
     fn acked_everywhere(&self) -> u64 {
-        let mut min = u64::MAX;
-        for peer in self.mesh.peers() {
-            min = min.min(self.acked[usize::from(peer.0)]);
-        }
-        min
+        self.barrier.acked_everywhere(self.mesh.peers())
     }
 
     /// Sends the acknowledgements held for connections whose interest is now everywhere, then
     /// runs the ops that waited behind them.
     pub(super) fn release_pongs(&mut self) {
-        if self.pong_waiters.is_empty() {
+        if !self.barrier.has_waiters() {
             return;
         }
         let acked = self.acked_everywhere();
         let mut released = Vec::new();
-        let mut waiters = std::mem::take(&mut self.pong_waiters);
-        waiters.retain(|&slot| {
-            let Some(conn) = self.conns.get_mut(slot as usize) else {
+        let Shard {
+            barrier,
+            conns,
+            dirty,
+            ..
+        } = self;
+        barrier.retain_waiters(|&slot| {
+            let Some(conn) = conns.get_mut(slot as usize) else {
                 return false;
             };
             if conn.held_acks.is_empty() {
@@ -229,11 +224,10 @@ impl Shard {
             for line in conn.held_acks.drain(..) {
                 conn.out.pending_mut().extend_from_slice(line);
             }
-            mark_dirty(&mut self.dirty, conn, slot);
+            mark_dirty(dirty, conn, slot);
             released.push(slot);
             false
         });
-        self.pong_waiters = waiters;
         for slot in released {
             self.process_rbuf(slot);
             self.rearm_recv_if_drained(slot);
@@ -292,7 +286,7 @@ impl Shard {
             };
             self.mesh.send(peer, msg);
         }
-        self.barrier_pending = true;
+        self.barrier.interest_sent();
     }
 }
 

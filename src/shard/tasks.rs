@@ -117,15 +117,11 @@ impl Shard {
         self.conns_peak = live;
         self.conns.shrink_to_fit();
         self.subs.shrink_to_fit();
-        for list in [
-            &mut self.dirty,
-            &mut self.over_half,
-            &mut self.stalled,
-            &mut self.pong_waiters,
-        ] {
+        for list in [&mut self.dirty, &mut self.over_half, &mut self.stalled] {
             list.shrink_to_fit();
         }
         self.to_close.shrink_to_fit();
+        self.barrier.shrink_to_fit();
         self.local_interest.shrink_to_fit();
         self.actions.push(crate::shard::Action::TrimHeap);
         tracing::debug!(
