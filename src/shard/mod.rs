@@ -163,16 +163,10 @@ pub struct Shard {
     to_close: Vec<(u32, CloseReason)>,
     /// Subscribers the current op pushed past half their `max_pending`.
     over_half: Vec<u32>,
-    /// Publishers waiting for a subscriber or a peer to drain (see `stall.rs`).
-    stalled: Vec<u32>,
-    /// Per peer: while set, this shard takes nothing from that peer (a subscriber here that
-    /// its messages fill is past half its limit; see `hold_peer`).
-    peer_holds: Vec<Option<crate::conn::Stall>>,
+    /// Stalled publishers and peers on hold (`stall.rs`).
+    flow: stall::FlowControl,
     /// Peers the current op forwarded to, a bit each (see `stall_on_busy_peer`).
     forwarded_to: u64,
-    /// Peers on hold, a bit each (mirrors `peer_holds`; written only by `hold_peer` and
-    /// `release_peer_holds`).
-    held_peers: u64,
     /// Per peer: the rest of a batch whose delivery stopped when the peer was put on hold,
     /// and where in it to go on.
     held_batches: Vec<Option<(Vec<u8>, usize)>>,
@@ -252,10 +246,8 @@ impl Shard {
             dirty: Vec::new(),
             to_close: Vec::new(),
             over_half: Vec::new(),
-            stalled: Vec::new(),
-            peer_holds: vec![None; peers],
+            flow: stall::FlowControl::new(peers),
             forwarded_to: 0,
-            held_peers: 0,
             held_batches: vec![None; peers],
             mesh_gate: u64::MAX,
             busy_poll: busy_poll::BusyPoll::new(now),
@@ -310,7 +302,7 @@ impl Shard {
         self.drain_auth_results();
         self.answer_monitor_queries();
         self.check_reload();
-        if !self.stalled.is_empty() {
+        if self.flow.has_stalled() {
             self.resume_stalled();
         }
         if self.now >= self.next_tick {
@@ -331,7 +323,7 @@ impl Shard {
     pub fn sleep_timeout(&self, turn_end: Instant, backlog: bool) -> Duration {
         if backlog {
             Duration::from_micros(50)
-        } else if !self.stalled.is_empty() || self.held_peers != 0 {
+        } else if self.flow.has_stalled() || self.flow.held_peers() != 0 {
             STALL_POLL
         } else {
             self.next_tick.saturating_duration_since(turn_end)
@@ -340,7 +332,7 @@ impl Shard {
 
     /// Whether a peer this shard takes from (not on hold) has something queued for it.
     pub fn has_mesh_input(&self) -> bool {
-        self.mesh.has_incoming(self.held_peers)
+        self.mesh.has_incoming(self.flow.held_peers())
     }
 
     /// The bytes of connection `slot`'s send in flight (what an `Action::Send` for it
@@ -1109,7 +1101,7 @@ impl Shard {
         if self.mesh.peer_count() == 0 {
             return;
         }
-        if self.held_peers != 0 {
+        if self.flow.held_peers() != 0 {
             self.release_peer_holds();
         }
         let peers: smallvec::SmallVec<[ShardId; 8]> = self.mesh.peers().collect();
@@ -1117,13 +1109,13 @@ impl Shard {
             if self.mesh_gate & (1 << peer.0) == 0 {
                 continue;
             }
-            if self.held_peers & (1 << peer.0) == 0 {
+            if !self.flow.is_held(peer) {
                 if let Some((batch, at)) = self.held_batches[usize::from(peer.0)].take() {
                     self.run_batch(peer, batch, at);
                 }
             }
             for _ in 0..MESH_DRAIN_MAX {
-                if self.held_peers & (1 << peer.0) != 0 {
+                if self.flow.is_held(peer) {
                     break;
                 }
                 let Some(msg) = self.mesh.pop(peer) else {

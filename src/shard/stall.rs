@@ -119,6 +119,87 @@ fn subscriber_stall_over(
     false
 }
 
+/// Who waits for whom on this shard: the publishers it stalled, and the peers it takes nothing
+/// from while a subscriber here that their messages fill is past half its limit.
+/// Invariant: bit `p` of `held` is set exactly when `peer_holds[p]` holds a stall (only `hold`
+/// and `release_holds` write either), so the per-turn checks read one word.
+pub(super) struct FlowControl {
+    /// Publishers waiting for a subscriber or a peer to drain.
+    stalled: Vec<u32>,
+    /// Per peer: while set, this shard takes nothing from that peer (see `hold_peer`).
+    peer_holds: Vec<Option<Stall>>,
+    /// Peers on hold, a bit each.
+    held: u64,
+}
+
+impl FlowControl {
+    /// Nothing stalled or held among `shards` shards.
+    pub(super) fn new(shards: usize) -> FlowControl {
+        FlowControl {
+            stalled: Vec::new(),
+            peer_holds: vec![None; shards],
+            held: 0,
+        }
+    }
+
+    #[inline]
+    pub(super) fn has_stalled(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
+    /// The peers on hold, a bit each.
+    #[inline]
+    pub(super) fn held_peers(&self) -> u64 {
+        self.held
+    }
+
+    #[inline]
+    pub(super) fn is_held(&self, peer: ShardId) -> bool {
+        self.held & (1 << peer.0) != 0
+    }
+
+    /// Publisher `slot` stalled (its connection's `stall` was just set, so it is not listed).
+    fn add_stalled(&mut self, slot: u32) {
+        self.stalled.push(slot);
+    }
+
+    /// Takes the stalled publishers out to check them; `put_stalled` gives back those still
+    /// waiting.
+    fn take_stalled(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.stalled)
+    }
+
+    fn put_stalled(&mut self, stalled: Vec<u32>) {
+        debug_assert!(self.stalled.is_empty(), "stalled while the list was out");
+        self.stalled = stalled;
+    }
+
+    /// Puts peer `peer` on hold until `stall` is over.
+    fn hold(&mut self, peer: ShardId, stall: Stall) {
+        self.peer_holds[usize::from(peer.0)] = Some(stall);
+        self.held |= 1 << peer.0;
+    }
+
+    /// Ends the holds for which `over` is true (it may move a hold's window on).
+    fn release_holds(&mut self, mut over: impl FnMut(&mut Stall) -> bool) {
+        let mut held = 0;
+        for (peer, hold) in self.peer_holds.iter_mut().enumerate() {
+            let Some(stall) = hold else { continue };
+            if over(stall) {
+                *hold = None;
+            } else {
+                held |= 1 << peer;
+            }
+        }
+        self.held = held;
+    }
+
+    /// Gives back the stalled list's spare capacity (after a mass disconnect).
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.stalled.shrink_to_fit();
+    }
+}
+
 impl Shard {
     /// The op just run pushed a subscriber past half its `max_pending`: this publisher stops
     /// reading (its recv is cancelled, so TCP pushes back on it) until that subscriber drains
@@ -192,7 +273,7 @@ impl Shard {
         conn.stall = Some(Stall { on, until });
         conn.single_reads_left = SINGLE_READS_AFTER_STALL;
         self.pause_recv(slot);
-        self.stalled.push(slot);
+        self.flow.add_stalled(slot);
     }
 
     /// A forwarded message from `from` pushed a subscriber here past half its limit: stop
@@ -202,44 +283,33 @@ impl Shard {
     /// past half is stuck).
     pub(super) fn hold_peer(&mut self, from: ShardId) -> bool {
         let fullest = self.fullest_over_half(None);
-        if self.peer_holds[usize::from(from.0)].is_some() {
+        if self.flow.is_held(from) {
             return true;
         }
         let Some(consumer) = fullest else {
             return false;
         };
-        self.peer_holds[usize::from(from.0)] = Some(stall_on_subscriber(
-            &self.conns,
-            consumer,
-            self.now,
-            &*self.send_queue_len,
-        ));
-        self.held_peers |= 1 << from.0;
+        let stall = stall_on_subscriber(&self.conns, consumer, self.now, &*self.send_queue_len);
+        self.flow.hold(from, stall);
         true
     }
 
-    /// Ends the holds on peers whose subscriber drained, left, or is stuck, and leaves the
-    /// others' bits in `held_peers`.
+    /// Ends the holds on peers whose subscriber drained, left, or is stuck; the others stay
+    /// on hold.
     pub(super) fn release_peer_holds(&mut self) {
         let half = stall_threshold(self.limits.max_pending);
-        let mut held = 0;
-        for (peer, hold) in self.peer_holds.iter_mut().enumerate() {
-            let Some(stall) = hold else { continue };
-            let over = self.shutting_down.is_some()
-                || subscriber_stall_over(
-                    &mut self.conns,
-                    stall,
-                    half,
-                    self.now,
-                    &*self.send_queue_len,
-                );
-            if over {
-                *hold = None;
-            } else {
-                held |= 1 << peer;
-            }
-        }
-        self.held_peers = held;
+        let Shard {
+            flow,
+            conns,
+            shutting_down,
+            now,
+            send_queue_len,
+            ..
+        } = self;
+        flow.release_holds(|stall| {
+            shutting_down.is_some()
+                || subscriber_stall_over(conns, stall, half, *now, &**send_queue_len)
+        });
     }
 
     /// Re-arms the recv a pause (`pause_recv`: stall, held acknowledgement, CONNECT check)
@@ -258,7 +328,7 @@ impl Shard {
     /// peer caught up (or `PEER_STALL_MAX` passed).
     pub(super) fn resume_stalled(&mut self) {
         let now = self.now;
-        let mut stalled = std::mem::take(&mut self.stalled);
+        let mut stalled = self.flow.take_stalled();
         let half = stall_threshold(self.limits.max_pending);
         let mut resumed = Vec::new();
         stalled.retain(|&slot| {
@@ -289,7 +359,7 @@ impl Shard {
             self.conns[slot as usize].stall = Some(stall);
             true
         });
-        self.stalled = stalled;
+        self.flow.put_stalled(stalled);
         for slot in resumed {
             let Some(conn) = self.conns.get_mut(slot as usize) else {
                 continue;
@@ -329,6 +399,27 @@ mod tests {
             out.start_send(now);
         }
         out.complete(n, now);
+    }
+
+    #[test]
+    fn a_peer_is_held_exactly_while_its_hold_lasts() {
+        let now = Instant::now();
+        let mut conns = Slab::new();
+        let sub = subscriber(&mut conns, now, 10);
+        let mut flow = FlowControl::new(3);
+        assert_eq!(flow.held_peers(), 0);
+        flow.hold(
+            ShardId(2),
+            stall_on_subscriber(&conns, sub, now, &NONE_QUEUED),
+        );
+        assert!(flow.is_held(ShardId(2)));
+        assert!(!flow.is_held(ShardId(1)));
+        assert_eq!(flow.held_peers(), 1 << 2);
+        flow.release_holds(|_| false);
+        assert_eq!(flow.held_peers(), 1 << 2, "a hold that is not over stays");
+        flow.release_holds(|_| true);
+        assert_eq!(flow.held_peers(), 0);
+        assert!(flow.peer_holds.iter().all(Option::is_none));
     }
 
     #[test]

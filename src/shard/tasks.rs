@@ -117,11 +117,12 @@ impl Shard {
         self.conns_peak = live;
         self.conns.shrink_to_fit();
         self.subs.shrink_to_fit();
-        for list in [&mut self.dirty, &mut self.over_half, &mut self.stalled] {
+        for list in [&mut self.dirty, &mut self.over_half] {
             list.shrink_to_fit();
         }
         self.to_close.shrink_to_fit();
         self.barrier.shrink_to_fit();
+        self.flow.shrink_to_fit();
         self.local_interest.shrink_to_fit();
         self.actions.push(crate::shard::Action::TrimHeap);
         tracing::debug!(
