@@ -17,6 +17,7 @@
 
 mod admission;
 mod barrier;
+mod batches;
 mod busy_poll;
 mod callout;
 pub mod driver;
@@ -167,17 +168,12 @@ pub struct Shard {
     flow: stall::FlowControl,
     /// Peers the current op forwarded to, a bit each (see `stall_on_busy_peer`).
     forwarded_to: u64,
-    /// Per peer: the rest of a batch whose delivery stopped when the peer was put on hold,
-    /// and where in it to go on.
-    held_batches: Vec<Option<(Vec<u8>, usize)>>,
-    /// Peers `drain_mesh` takes from (a bit each; see `set_mesh_gate`).
-    mesh_gate: u64,
     /// Whether a turn ends awake (`busy_poll.rs`).
     busy_poll: busy_poll::BusyPoll,
     /// Subscriptions that reached their UNSUB max during delivery.
     expired: Vec<SubKey>,
-    /// Cross-shard batches being built this turn, one per peer.
-    forward: Vec<Vec<u8>>,
+    /// Cross-shard batches: this turn's, per peer, and the rests held back (`batches.rs`).
+    batches: batches::Batches,
     /// The interest barrier and the acknowledgements held for it (`barrier.rs`).
     barrier: barrier::Barrier,
     /// Options and security of the current generation, refreshed on reload.
@@ -248,11 +244,9 @@ impl Shard {
             over_half: Vec::new(),
             flow: stall::FlowControl::new(peers),
             forwarded_to: 0,
-            held_batches: vec![None; peers],
-            mesh_gate: u64::MAX,
             busy_poll: busy_poll::BusyPoll::new(now),
             expired: Vec::new(),
-            forward: vec![Vec::new(); peers],
+            batches: batches::Batches::new(peers),
             barrier: barrier::Barrier::new(peers),
             snapshot,
             limits,
@@ -355,7 +349,7 @@ impl Shard {
     /// a simulator delays and reorders batches between different peers with it (those from
     /// one peer stay in order).
     pub fn set_mesh_gate(&mut self, peers: u64) {
-        self.mesh_gate = peers;
+        self.batches.set_gate(peers);
     }
 
     /// Whether this shard still accepts connections (it stops on shutdown and in lame-duck
@@ -908,7 +902,7 @@ impl Shard {
             return self.deliver_response(token.seq, account, msg);
         }
         let owner = ShardId(token.shard);
-        if usize::from(token.shard) >= self.forward.len() || !forward::fits(msg) {
+        if !self.batches.has_shard(token.shard) || !forward::fits(msg) {
             return false;
         }
         // What this publisher forwarded before goes first, so its order holds.
@@ -1044,7 +1038,7 @@ impl Shard {
             self.forwarded_to |= forward_to_peers(
                 &remote.plain,
                 &picks,
-                &mut self.forward,
+                self.batches.outgoing_mut(),
                 account,
                 &msg,
                 tried,
@@ -1106,11 +1100,11 @@ impl Shard {
         }
         let peers: smallvec::SmallVec<[ShardId; 8]> = self.mesh.peers().collect();
         for peer in peers {
-            if self.mesh_gate & (1 << peer.0) == 0 {
+            if !self.batches.is_open(peer) {
                 continue;
             }
             if !self.flow.is_held(peer) {
-                if let Some((batch, at)) = self.held_batches[usize::from(peer.0)].take() {
+                if let Some((batch, at)) = self.batches.take_held(peer) {
                     self.run_batch(peer, batch, at);
                 }
             }
@@ -1165,7 +1159,7 @@ impl Shard {
     fn run_batch(&mut self, from: ShardId, batch: Vec<u8>, at: usize) {
         let done = at + self.on_forwarded(from, &batch[at..]);
         if done < batch.len() {
-            self.held_batches[usize::from(from.0)] = Some((batch, done));
+            self.batches.hold_rest(from, batch, done);
         } else {
             self.mesh.recycle(from, batch);
         }
@@ -1231,7 +1225,7 @@ impl Shard {
                 continue;
             }
             let pick = untried[(next_random(&mut self.rng) % untried.len() as u64) as usize];
-            let batch = &mut self.forward[usize::from(pick.0)];
+            let batch = self.batches.for_peer(pick);
             forward::encode(
                 batch,
                 fwd.account,
@@ -1262,7 +1256,7 @@ impl Shard {
     /// Hands every cross-shard batch of at least `len_min` bytes to the mesh (1 at the end of
     /// a turn; `FORWARD_BATCH_BYTES_MAX` mid-turn, so one turn's batch stays bounded).
     fn flush_forward_batches(&mut self, len_min: usize) {
-        for (peer, batch) in self.forward.iter_mut().enumerate() {
+        for (peer, batch) in self.batches.outgoing_mut().iter_mut().enumerate() {
             if batch.is_empty() || batch.len() < len_min {
                 continue;
             }

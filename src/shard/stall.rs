@@ -262,7 +262,7 @@ impl Shard {
     /// Bytes this shard has for `peer` that it has not taken: this turn's batch, our backlog,
     /// and its ring.
     fn peer_queued_bytes(&self, peer: ShardId) -> usize {
-        self.forward[usize::from(peer.0)].len() + self.mesh.queued_bytes(peer)
+        self.batches.outgoing_len(peer) + self.mesh.queued_bytes(peer)
     }
 
     fn stall(&mut self, slot: u32, on: StallOn, until: Instant) {
