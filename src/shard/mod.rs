@@ -14,6 +14,12 @@
 //! Invariants: nothing here is shared with another thread except through `mesh` (DESIGN.md 1
 //! and 3); every connection is owned by exactly one shard (2); a PING after a SUB is answered
 //! only once every peer has acknowledged the interest change (5).
+//!
+//! Parts of the state with an invariant of their own live in their own module, behind methods
+//! that keep it: `barrier::Barrier` (the interest barrier), `stall::FlowControl` (stalled
+//! publishers, peers on hold), `batches::Batches` (cross-shard batches, held rests, the gate),
+//! `busy_poll::BusyPoll` (spinning after light turns). The connections, subscriptions and
+//! indexes are still `Shard`'s own fields: delivery borrows them apart (`Delivery`).
 
 mod admission;
 mod barrier;
