@@ -25,6 +25,8 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::ids::ShardId;
+
 /// The reserved prefix of rewritten replies (nats-server `replyPrefix`).
 pub const REPLY_PREFIX: &[u8] = b"_R_.";
 /// Hex digits after [`REPLY_PREFIX`]: a 64-bit tag and a 64-bit masked (shard, sequence).
@@ -92,7 +94,7 @@ impl Default for ResponseSettings {
 /// What a genuine reply token names: the owner shard and its entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyToken {
-    pub shard: u16,
+    pub shard: ShardId,
     pub seq: u64,
 }
 
@@ -116,7 +118,7 @@ impl ReplyMapper {
     /// Writes the reply subject for entry `seq` of shard `shard` into `out` (cleared first).
     pub fn encode(&self, token: ReplyToken, out: &mut Vec<u8>) {
         debug_assert!(token.seq <= SEQ_MASK);
-        let plain = (u64::from(token.shard) << SEQ_BITS) | (token.seq & SEQ_MASK);
+        let plain = (u64::from(token.shard.0) << SEQ_BITS) | (token.seq & SEQ_MASK);
         let tag = self.tag(plain);
         out.clear();
         out.extend_from_slice(REPLY_PREFIX);
@@ -133,7 +135,7 @@ impl ReplyMapper {
         let tag = parse_hex(&hex[..16])?;
         let plain = parse_hex(&hex[16..])? ^ self.mask(tag);
         (self.tag(plain) == tag).then_some(ReplyToken {
-            shard: u16::try_from(plain >> SEQ_BITS).ok()?,
+            shard: ShardId(u16::try_from(plain >> SEQ_BITS).ok()?),
             seq: plain & SEQ_MASK,
         })
     }
@@ -362,14 +364,23 @@ mod tests {
     fn tokens_round_trip_and_forgeries_fail() {
         let mapper = ReplyMapper::default();
         let mut out = Vec::new();
-        let token = ReplyToken { shard: 3, seq: 77 };
+        let token = ReplyToken {
+            shard: ShardId(3),
+            seq: 77,
+        };
         mapper.encode(token, &mut out);
         assert_eq!(out.len(), REPLY_PREFIX.len() + TOKEN_HEX_LEN);
         assert_eq!(mapper.decode(&out), Some(token));
         // Another token differs everywhere that matters; a changed digit, a longer subject or
         // another process's key is refused.
         let mut other = Vec::new();
-        mapper.encode(ReplyToken { shard: 3, seq: 78 }, &mut other);
+        mapper.encode(
+            ReplyToken {
+                shard: ShardId(3),
+                seq: 78,
+            },
+            &mut other,
+        );
         assert_ne!(out[4..20], other[4..20]);
         let mut flipped = out.clone();
         let last = flipped.len() - 1;

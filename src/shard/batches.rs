@@ -52,8 +52,8 @@ impl Batches {
     }
 
     /// Whether `id` names a shard of this server.
-    pub(super) fn has_shard(&self, id: u16) -> bool {
-        usize::from(id) < self.outgoing.len()
+    pub(super) fn has_shard(&self, id: ShardId) -> bool {
+        usize::from(id.0) < self.outgoing.len()
     }
 
     /// Keeps `batch[at..]` from `peer` for when its hold ends.
@@ -99,7 +99,7 @@ mod tests {
         batches.set_gate(1 << 1);
         assert!(batches.is_open(ShardId(1)));
         assert!(!batches.is_open(ShardId(2)));
-        assert!(batches.has_shard(2));
-        assert!(!batches.has_shard(3));
+        assert!(batches.has_shard(ShardId(2)));
+        assert!(!batches.has_shard(ShardId(3)));
     }
 }

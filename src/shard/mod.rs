@@ -872,7 +872,7 @@ impl Shard {
                     .responses
                     .insert(account, exporter, msg.reply, response, self.now);
                 let token = crate::account::ReplyToken {
-                    shard: self.id.0,
+                    shard: self.id,
                     seq,
                 };
                 self.shared.replies.encode(token, &mut reply);
@@ -904,11 +904,11 @@ impl Shard {
         account: u32,
         msg: &Published<'_>,
     ) -> bool {
-        if token.shard == self.id.0 {
+        if token.shard == self.id {
             return self.deliver_response(token.seq, account, msg);
         }
-        let owner = ShardId(token.shard);
-        if !self.batches.has_shard(token.shard) || !forward::fits(msg) {
+        let owner = token.shard;
+        if !self.batches.has_shard(owner) || !forward::fits(msg) {
             return false;
         }
         // What this publisher forwarded before goes first, so its order holds.
@@ -918,7 +918,7 @@ impl Shard {
         if !self.mesh.send(owner, ShardMsg::Response(record)) {
             tracing::warn!(
                 shard = self.id.0,
-                peer = token.shard,
+                peer = owner.0,
                 "cross-shard backlog full; messages dropped"
             );
         }
@@ -954,7 +954,7 @@ impl Shard {
         };
         let token = self.shared.replies.decode(fwd.msg.subject);
         let handled = token.is_some_and(|t| {
-            t.shard == self.id.0 && self.deliver_response(t.seq, fwd.account, &fwd.msg)
+            t.shard == self.id && self.deliver_response(t.seq, fwd.account, &fwd.msg)
         });
         if !handled {
             self.route(fwd.account, &fwd.msg, None);
