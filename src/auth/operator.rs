@@ -353,60 +353,15 @@ impl OperatorMode {
             .ok_or(AuthFailure::MissingCredentials)?;
         let now_unix = unix_seconds(now);
         let user = self.verified_user(token)?;
-        jwt::check_times(&user.data, now_unix).map_err(AuthFailure::Jwt)?;
-        let account = &user.account;
-        if account.invalid.is_some() {
-            return Err(AuthFailure::AccountInvalid);
-        }
-        jwt::check_times(&account.data, now_unix).map_err(|_| AuthFailure::AccountExpired)?;
+        check_standing(&user, now_unix)?;
         if user.limits.bearer_token {
-            if account.claims.limits.disallow_bearer {
+            if user.account.claims.limits.disallow_bearer {
                 return Err(AuthFailure::BearerNotAllowed);
             }
         } else {
             user.nkey.verify(nonce, connect.sig.as_deref())?;
         }
-        if is_revoked(&account.claims, &user.data) {
-            return Err(AuthFailure::Revoked);
-        }
-        if !user.src.is_empty() && !peer.is_some_and(|ip| user.src.iter().any(|c| c.contains(ip))) {
-            return Err(AuthFailure::SourceNotAllowed);
-        }
-        if !allows_standard_client(&user.limits.allowed_connection_types) {
-            return Err(AuthFailure::ConnectionTypeNotAllowed);
-        }
-        let window_end = time_window_end(&user.limits, user.zone.as_ref(), now_unix)?;
-        // Last, so a refused CONNECT never holds a slot (nats-server checks it at register).
-        let account_conn = match usize::try_from(account.claims.limits.conn) {
-            Ok(limit) => Some(Arc::new(
-                account
-                    .connections
-                    .try_acquire(limit)
-                    .ok_or(AuthFailure::AccountConnectionsExceeded)?,
-            )),
-            Err(_) => None,
-        };
-        let deadline = [expiry(user.data.exp), window_end]
-            .into_iter()
-            .flatten()
-            .min();
-        let account_subs =
-            usize::try_from(account.claims.limits.subs)
-                .ok()
-                .map(|max| AccountSubsLimit {
-                    counter: Arc::clone(&account.subscriptions),
-                    max,
-                });
-        Ok(ClientIdentity {
-            account: account.id,
-            user: user.data.sub.clone(),
-            permissions: user.permissions.clone(),
-            deadline,
-            account_deadline: expiry(account.data.exp),
-            limits: user.conn_limits,
-            account_conn,
-            account_subs,
-        })
+        admit(&user, peer, now_unix)
     }
 
     /// The cached chain check of `token`, or a fresh one.
@@ -444,37 +399,109 @@ impl OperatorMode {
             .accounts
             .get(account_key)
             .ok_or(AuthFailure::UnknownAccount)?;
-        let limits = effective_limits(&data, &claims, account)?;
-        let nkey = PublicNkey::parse(&data.sub).ok_or(AuthFailure::Jwt(JwtError::Subject))?;
-        let permissions = if limits.permissions.is_empty() {
-            account.default_permissions.clone()
-        } else {
-            Some(Arc::new(
-                compile_permissions(&limits.permissions).ok_or(AuthFailure::InvalidPermissions)?,
-            ))
-        };
-        let src = limits
-            .src
-            .iter()
-            .map(|s| Cidr::parse(s))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(AuthFailure::SourceNotAllowed)?;
-        let zone = times_zone(&limits)?;
-        let conn_limits = ConnLimits {
-            max_payload: min_limit(limits.payload, account.claims.limits.payload),
-            max_subs: min_limit(limits.subs, account.claims.limits.subs),
-        };
-        Ok(VerifiedUser {
-            data,
-            account: Arc::clone(account),
-            limits,
-            nkey,
-            permissions,
-            src,
-            zone,
-            conn_limits,
-        })
+        user_of_account(data, &claims, account)
     }
+}
+
+/// Spec §6 step 4 for a decoded user JWT of `account`: issuer and scope, then what the checks
+/// of each CONNECT need, precompiled.
+fn user_of_account(
+    data: ClaimsData,
+    claims: &UserClaims,
+    account: &Arc<JwtAccount>,
+) -> Result<VerifiedUser, AuthFailure> {
+    let limits = effective_limits(&data, claims, account)?;
+    let nkey = PublicNkey::parse(&data.sub).ok_or(AuthFailure::Jwt(JwtError::Subject))?;
+    let permissions = if limits.permissions.is_empty() {
+        account.default_permissions.clone()
+    } else {
+        Some(Arc::new(
+            compile_permissions(&limits.permissions).ok_or(AuthFailure::InvalidPermissions)?,
+        ))
+    };
+    let src = limits
+        .src
+        .iter()
+        .map(|s| Cidr::parse(s))
+        .collect::<Option<Vec<_>>>()
+        .ok_or(AuthFailure::SourceNotAllowed)?;
+    let zone = times_zone(&limits)?;
+    let conn_limits = ConnLimits {
+        max_payload: min_limit(limits.payload, account.claims.limits.payload),
+        max_subs: min_limit(limits.subs, account.claims.limits.subs),
+    };
+    Ok(VerifiedUser {
+        data,
+        account: Arc::clone(account),
+        limits,
+        nkey,
+        permissions,
+        src,
+        zone,
+        conn_limits,
+    })
+}
+
+/// The checks of a verified user that depend on the moment, before its credential: the user's
+/// and its account's times, and the account's validity.
+fn check_standing(user: &VerifiedUser, now_unix: i64) -> Result<(), AuthFailure> {
+    jwt::check_times(&user.data, now_unix).map_err(AuthFailure::Jwt)?;
+    let account = &user.account;
+    if account.invalid.is_some() {
+        return Err(AuthFailure::AccountInvalid);
+    }
+    jwt::check_times(&account.data, now_unix).map_err(|_| AuthFailure::AccountExpired)
+}
+
+/// The checks of a verified user after its credential (revocation, `src`, connection types,
+/// `times`, the account's `limits.conn`), then its identity.
+fn admit(
+    user: &VerifiedUser,
+    peer: Option<IpAddr>,
+    now_unix: i64,
+) -> Result<ClientIdentity, AuthFailure> {
+    let account = &user.account;
+    if is_revoked(&account.claims, &user.data) {
+        return Err(AuthFailure::Revoked);
+    }
+    if !user.src.is_empty() && !peer.is_some_and(|ip| user.src.iter().any(|c| c.contains(ip))) {
+        return Err(AuthFailure::SourceNotAllowed);
+    }
+    if !allows_standard_client(&user.limits.allowed_connection_types) {
+        return Err(AuthFailure::ConnectionTypeNotAllowed);
+    }
+    let window_end = time_window_end(&user.limits, user.zone.as_ref(), now_unix)?;
+    // Last, so a refused CONNECT never holds a slot (nats-server checks it at register).
+    let account_conn = match usize::try_from(account.claims.limits.conn) {
+        Ok(limit) => Some(Arc::new(
+            account
+                .connections
+                .try_acquire(limit)
+                .ok_or(AuthFailure::AccountConnectionsExceeded)?,
+        )),
+        Err(_) => None,
+    };
+    let deadline = [expiry(user.data.exp), window_end]
+        .into_iter()
+        .flatten()
+        .min();
+    let account_subs =
+        usize::try_from(account.claims.limits.subs)
+            .ok()
+            .map(|max| AccountSubsLimit {
+                counter: Arc::clone(&account.subscriptions),
+                max,
+            });
+    Ok(ClientIdentity {
+        account: account.id,
+        user: user.data.sub.clone(),
+        permissions: user.permissions.clone(),
+        deadline,
+        account_deadline: expiry(account.data.exp),
+        limits: user.conn_limits,
+        account_conn,
+        account_subs,
+    })
 }
 
 /// The user's permissions and limits: its own, or (signed by a scoped key) the scope's template
@@ -1112,7 +1139,9 @@ impl OperatorMode {
                 .ok_or_else(|| fail("invalid default_permissions".into()))?;
             Some(Arc::new(compiled))
         };
-        let invalid = imports::validate(key, &claims).err();
+        let invalid = imports::validate(key, &claims)
+            .and_then(|()| callout::validate(&claims.authorization))
+            .err();
         Ok(JwtAccount {
             id: u32::try_from(id).map_err(|_| fail("too many accounts".into()))?,
             key: key.to_string(),
@@ -1137,6 +1166,7 @@ impl OperatorMode {
     }
 }
 
+pub mod callout;
 mod imports;
 #[cfg(test)]
 mod tests;

@@ -146,12 +146,10 @@ impl Shard {
             Some(conn.peer.ip()),
             SystemTime::now(),
         );
-        if let Some(callout) = snapshot.auth.callout()
-            && Self::wants_callout(callout, &connect, &verdict)
-        {
+        if let Some(route) = Self::callout_route(&snapshot.auth, &connect, &verdict) {
             // The callout's slow path keeps a copy; the request is built from the original.
             conn.credentials = Some(Box::new(connect.clone()));
-            self.start_callout(slot, &connect, flags);
+            self.start_callout(slot, &connect, flags, route);
             return;
         }
         // Kept (secrets redacted from Debug) to re-check the connection after a reload, as

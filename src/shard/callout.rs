@@ -1,6 +1,7 @@
-//! The shard's part of the auth callout: deciding that a CONNECT goes to the auth service,
-//! publishing the request into the callout account, parking the client until the service's
-//! reply (or the auth timeout), and applying the verdict.
+//! The shard's part of the auth callout: deciding that a CONNECT goes to the auth service
+//! (server-config mode: `auth_callout`; operator mode: the `authorization` claim of the user
+//! JWT's account), publishing the request into the callout account, parking the client until
+//! the service's reply (or the auth timeout), and applying the verdict.
 //!
 //! Cold: once per callout CONNECT and once per reply. The request is published through
 //! `route` like any message, with a reply subject this shard owns
@@ -12,14 +13,14 @@
 //! repeated reply finds nothing and is dropped); a reply counts only when published in the
 //! callout account; no request, response, JWT or key appears in a log line.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use ahash::AHashMap;
+use nkeys::XKey;
 
-use crate::auth::callout::{
-    self, CALLOUT_SUBJECT, CalloutConfig, CalloutError, ClientInfo, Expected, ServerInfo,
-};
-use crate::auth::{AuthFailure, ClientIdentity, Verdict};
+use crate::auth::callout::{self, CALLOUT_SUBJECT, CalloutError, ClientInfo, Expected, ServerInfo};
+use crate::auth::{AuthConfig, AuthFailure, ClientIdentity, Verdict};
 use crate::conn::ConnFlags;
 use crate::protocol::ConnectOptions;
 use crate::shard::forward::Published;
@@ -33,12 +34,35 @@ pub const CALLOUT_PENDING_MAX: usize = 1024;
 /// Reply subjects of callout requests: `<prefix><shard>.<seq>`.
 pub const CALLOUT_INBOX_PREFIX: &[u8] = b"$SYS._INBOX.callout.";
 
+/// Where one CONNECT's callout goes.
+pub(super) struct CalloutRoute {
+    /// The account the request is published in; only a reply published there counts.
+    account: u32,
+    /// The request's `sub`: the configured issuer, or the callout account's key.
+    issuer: String,
+    /// The service's curve key, when requests are sealed.
+    xkey: Option<Arc<XKey>>,
+    /// `client_info.user` (nats-server `getRawAuthUser`: the nkey, the user name, else the
+    /// user JWT's key).
+    user: String,
+    mode: Mode,
+}
+
+/// Who the callout's response is checked against.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Mode {
+    /// `authorization { auth_callout }`: the configuration as it is when the reply comes.
+    Config,
+    /// The account JWT's `authorization`: the account (by the route's `issuer`) as it is when
+    /// the reply comes.
+    Operator,
+}
+
 /// One outstanding callout.
 pub(super) struct PendingCallout {
     slot: u32,
     cid: u64,
-    /// The account the request was published in; only a reply published there counts.
-    account: u32,
+    route: CalloutRoute,
     /// The fresh user nkey the response must name.
     user_nkey: String,
     deadline: Instant,
@@ -52,37 +76,67 @@ pub(super) struct Callouts {
 }
 
 impl Shard {
-    /// Whether this CONNECT goes to the auth service rather than `verdict` (nats-server
-    /// `processClientOrLeafAuthentication`): every client whose user is not one of the
-    /// `auth_users`, unless it logged in locally into an account the callout does not cover.
-    pub(super) fn wants_callout(
-        callout: &CalloutConfig,
+    /// Where this CONNECT goes instead of `verdict`, if it goes to an auth service (nats-server
+    /// `processClientOrLeafAuthentication`). Server-config mode: every client whose user is not
+    /// one of the `auth_users`, unless it logged in locally into an account the callout does
+    /// not cover. Operator mode: a client whose user JWT logged it into an account with an
+    /// `authorization` claim, unless it is one of that account's `auth_users` (nats-server calls
+    /// out only for a client its JWT bound to that account, so a refused JWT stays refused).
+    pub(super) fn callout_route(
+        auth: &AuthConfig,
         connect: &ConnectOptions,
         verdict: &Verdict,
-    ) -> bool {
-        if callout.is_auth_user(raw_auth_user(connect)) {
-            return false;
+    ) -> Option<CalloutRoute> {
+        let user = raw_auth_user(connect);
+        if let Some(config) = auth.callout() {
+            if config.is_auth_user(user) {
+                return None;
+            }
+            let local_account = match verdict {
+                Verdict::Done(Ok(identity)) => Some(identity.account),
+                Verdict::Done(Err(_)) => None,
+                Verdict::Slow(check) => Some(check.account()),
+            };
+            return config.delegates(local_account).then(|| CalloutRoute {
+                account: config.account,
+                issuer: config.issuer.clone(),
+                xkey: config.xkey.clone(),
+                user: user.to_string(),
+                mode: Mode::Config,
+            });
         }
-        let local_account = match verdict {
-            Verdict::Done(Ok(identity)) => Some(identity.account),
-            Verdict::Done(Err(_)) => None,
-            Verdict::Slow(check) => Some(check.account()),
+        let Verdict::Done(Ok(identity)) = verdict else {
+            return None;
         };
-        callout.delegates(local_account)
+        let callout = auth.account_callout(identity.account, &identity.user)?;
+        Some(CalloutRoute {
+            account: callout.id,
+            issuer: callout.key,
+            xkey: callout.xkey,
+            user: if user.is_empty() {
+                identity.user.clone()
+            } else {
+                user.to_string()
+            },
+            mode: Mode::Operator,
+        })
     }
 
     /// Publishes the callout request for this CONNECT and parks the client; refuses it at
     /// once when the request cannot go out.
-    pub(super) fn start_callout(&mut self, slot: u32, connect: &ConnectOptions, flags: ConnFlags) {
+    pub(super) fn start_callout(
+        &mut self,
+        slot: u32,
+        connect: &ConnectOptions,
+        flags: ConnFlags,
+        route: CalloutRoute,
+    ) {
         let snapshot = self.snapshot.clone();
-        let Some(config) = snapshot.auth.callout() else {
-            return;
-        };
         if self.callouts.pending.len() >= CALLOUT_PENDING_MAX {
             self.refuse_connect(slot, AuthFailure::Callout(CalloutError::QueueFull));
             return;
         }
-        let request = match self.build_callout_request(slot, connect, config) {
+        let request = match self.build_callout_request(slot, connect, &route) {
             Ok(request) => request,
             Err(err) => {
                 self.refuse_connect(slot, AuthFailure::Callout(err));
@@ -99,7 +153,7 @@ impl Shard {
             headers: &request.headers,
             payload: &request.payload,
         };
-        if !self.route(config.account, &msg, None) {
+        if !self.route(route.account, &msg, None) {
             self.refuse_connect(slot, AuthFailure::Callout(CalloutError::NoService));
             return;
         }
@@ -111,7 +165,7 @@ impl Shard {
             PendingCallout {
                 slot,
                 cid: conn.cid,
-                account: config.account,
+                route,
                 user_nkey: request.user_nkey,
                 deadline,
             },
@@ -126,7 +180,7 @@ impl Shard {
         &self,
         slot: u32,
         connect: &ConnectOptions,
-        config: &CalloutConfig,
+        route: &CalloutRoute,
     ) -> Result<callout::Request, CalloutError> {
         let conn = &self.conns[slot as usize];
         let opts = &self.snapshot.opts;
@@ -143,7 +197,7 @@ impl Shard {
         let client = ClientInfo {
             host: conn.peer.ip().to_string(),
             id: conn.cid,
-            user: raw_auth_user(connect).to_string(),
+            user: route.user.clone(),
             name: conn.name.clone(),
             kind: "Client".into(),
             client_type: "nats".into(),
@@ -165,8 +219,8 @@ impl Shard {
         connect.version.clone_from(&conn.version);
         callout::build_request(
             keys,
-            &config.issuer,
-            config.xkey.as_deref(),
+            &route.issuer,
+            route.xkey.as_deref(),
             &server,
             &client,
             &connect,
@@ -210,7 +264,7 @@ impl Shard {
     /// Applies the reply to callout `seq`, published in `account`.
     pub(super) fn settle_callout(&mut self, account: u32, seq: u64, payload: &[u8]) {
         match self.callouts.pending.get(&seq) {
-            Some(pending) if pending.account == account => {}
+            Some(pending) if pending.route.account == account => {}
             _ => {
                 // Late (timed out), repeated, or published in another account.
                 tracing::debug!(
@@ -242,7 +296,7 @@ impl Shard {
                 self.process_rbuf(slot);
                 self.rearm_recv_if_drained(slot);
             }
-            Err(err) => self.refuse_connect(slot, AuthFailure::Callout(err)),
+            Err(failure) => self.refuse_connect(slot, failure),
         }
     }
 
@@ -250,18 +304,29 @@ impl Shard {
         &self,
         pending: &PendingCallout,
         payload: &[u8],
+    ) -> Result<ClientIdentity, AuthFailure> {
+        match pending.route.mode {
+            Mode::Config => self
+                .decode_config_reply(pending, payload)
+                .map_err(AuthFailure::Callout),
+            Mode::Operator => self.decode_operator_reply(pending, payload),
+        }
+    }
+
+    fn decode_config_reply(
+        &self,
+        pending: &PendingCallout,
+        payload: &[u8],
     ) -> Result<ClientIdentity, CalloutError> {
         let snapshot = self.snapshot.clone();
         // A reload that removed the callout leaves nobody to trust.
-        let config = snapshot
-            .auth
-            .callout()
-            .ok_or(CalloutError::ResponseIssuer)?;
+        let config = snapshot.auth.callout().ok_or(CalloutError::Withdrawn)?;
         let keys = &self.shared.keys;
         let expected = Expected {
             user_nkey: &pending.user_nkey,
             server_id: keys.id(),
             issuer: &config.issuer,
+            operator: None,
             sealed: config.xkey.as_deref().map(|service| (keys.xkey(), service)),
         };
         let now = SystemTime::now();
@@ -276,6 +341,35 @@ impl Shard {
             Some(peer),
             now,
         )
+    }
+
+    /// Operator mode: the response is checked against the callout account as the current
+    /// snapshot has it (its signing keys may have changed), opened with the key the request
+    /// was sealed to.
+    fn decode_operator_reply(
+        &self,
+        pending: &PendingCallout,
+        payload: &[u8],
+    ) -> Result<ClientIdentity, AuthFailure> {
+        let snapshot = self.snapshot.clone();
+        let route = &pending.route;
+        let withdrawn = AuthFailure::Callout(CalloutError::Withdrawn);
+        let operator = snapshot.auth.operator().ok_or(withdrawn)?;
+        let account = operator.account(&route.issuer).ok_or(withdrawn)?;
+        let keys = &self.shared.keys;
+        let expected = Expected {
+            user_nkey: &pending.user_nkey,
+            server_id: keys.id(),
+            issuer: &route.issuer,
+            operator: Some(&account.claims.signing_keys),
+            sealed: route.xkey.as_deref().map(|service| (keys.xkey(), service)),
+        };
+        let now = SystemTime::now();
+        let now_unix = crate::auth::operator::unix_seconds(now);
+        let (user, claims) =
+            callout::decode_response(payload, &expected, now_unix).map_err(AuthFailure::Callout)?;
+        let peer = self.conns[pending.slot as usize].peer.ip();
+        operator.callout_identity(&route.issuer, user, &claims, Some(peer), now)
     }
 
     /// Refuses the clients whose callout outlived the auth timeout, and forgets callouts whose
@@ -304,13 +398,18 @@ impl Shard {
         }
     }
 
-    /// `identity` with `$SYS.REQ.USER.AUTH` denied when it is bound to the callout account
-    /// (nats-server gives every client there, the auth users included, that deny).
+    /// `identity` with `$SYS.REQ.USER.AUTH` denied when it is bound to a callout account
+    /// (nats-server gives every client there, the auth users included, that deny). In operator
+    /// mode that is every account with an `authorization` claim, also one a user was placed
+    /// into by another account's service (nats-server leaves that one out; a forged request
+    /// there would reach that account's service).
     pub(super) fn with_callout_deny(&self, mut identity: ClientIdentity) -> ClientIdentity {
-        let Some(config) = self.snapshot.auth.callout() else {
-            return identity;
+        let auth = &self.snapshot.auth;
+        let in_callout_account = match auth.callout() {
+            Some(config) => identity.account == config.account,
+            None => auth.is_callout_account(identity.account),
         };
-        if identity.account != config.account {
+        if !in_callout_account {
             return identity;
         }
         if let Ok(perms) = callout::callout_deny(identity.permissions.as_deref()) {

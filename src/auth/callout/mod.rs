@@ -260,6 +260,8 @@ pub enum CalloutError {
     Request,
     #[error("auth callout: no auth service subscribed")]
     NoService,
+    #[error("auth callout: the callout was removed while the client waited")]
+    Withdrawn,
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! decoding, checking, and turning the user JWT inside into a [`ClientIdentity`].
 //!
 //! Cold: once per callout reply. Invariants (nats-server `processClientOrLeafCallout`, plus the
-//! spec's response `iss` check): the response is signed by the configured issuer, is for the
-//! request's user nkey and for this server, and carries exactly one of `jwt` / `error`; the
-//! user JWT is signed by the issuer for the same user nkey, has no `issuer_account` (server-
-//! config mode), is within its times, and its `aud` names an existing, allowed account.
+//! spec's response `iss` check): the response is signed by the configured issuer (operator
+//! mode: the callout account or one of its signing keys), is for the request's user nkey and
+//! for this server, and carries exactly one of `jwt` / `error`; the user JWT is for the same
+//! user nkey and within its times. Server-config mode: it is signed by the issuer, has no
+//! `issuer_account`, and its `aud` names an existing, allowed account. Operator mode: its
+//! issuer and placement are checked by `auth::operator::callout`, which knows the accounts.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use nkeys::{KeyPair, XKey};
 use serde::Deserialize;
 
 use crate::auth::callout::{CALLOUT_SUBJECT, CalloutConfig, CalloutError, RESPONSE_BYTES_MAX};
-use crate::auth::jwt::{self, ClaimsData, JwtError, Payload, UserClaims};
+use crate::auth::jwt::{self, ClaimsData, JwtError, Payload, SigningKey, UserClaims};
 use crate::auth::operator;
 use crate::auth::{ClientIdentity, ConnLimits};
 use crate::perms::Permissions;
@@ -40,8 +42,11 @@ pub struct Expected<'a> {
     pub user_nkey: &'a str,
     /// This server's id (the response's `aud`).
     pub server_id: &'a str,
-    /// The configured issuer account key.
+    /// The configured issuer account key; operator mode: the callout account's key.
     pub issuer: &'a str,
+    /// Operator mode: the callout account's signing keys, which may sign the response too.
+    /// `None` in server-config mode.
+    pub operator: Option<&'a [SigningKey]>,
     /// When the request was sealed: the server's curve key and the service's, to open a
     /// sealed response.
     pub sealed: Option<(&'a XKey, &'a XKey)>,
@@ -89,6 +94,10 @@ pub fn decode_response(
     jwt::check_times(&user, now_unix).map_err(CalloutError::UserJwt)?;
     if user.sub != expected.user_nkey {
         return Err(CalloutError::UserSubject);
+    }
+    if expected.operator.is_some() {
+        // The issuer names the account the user goes into: the caller checks it.
+        return Ok((user, claims));
     }
     if !claims.issuer_account.is_empty() {
         return Err(CalloutError::IssuerAccount);
@@ -195,6 +204,7 @@ pub fn fuzz_decode_response(data: &[u8]) -> Result<(ClaimsData, UserClaims), Cal
         user_nkey: &user_nkey,
         server_id: &server_id,
         issuer: &issuer_key,
+        operator: None,
         sealed: Some((&server_xkey, &service_xkey)),
     };
     let plain = decode_response(data, &expected, 0);
@@ -276,13 +286,32 @@ fn check_response(
     if data.aud != expected.server_id {
         return Err(CalloutError::ResponseAudience);
     }
-    if data.iss != expected.issuer {
+    if !is_response_signer(data, response, expected) {
         return Err(CalloutError::ResponseIssuer);
     }
     if error_set {
         return Err(CalloutError::ServiceError);
     }
     Ok(())
+}
+
+/// Server-config mode: the issuer. Operator mode (spec §4, stricter than nats-server, which
+/// skips the check for a sealed response and trusts any signer that names the account in
+/// `issuer_account`): the callout account or one of its signing keys, with `issuer_account`
+/// empty or naming the callout account.
+fn is_response_signer(
+    data: &ClaimsData,
+    response: &AuthorizationResponse,
+    expected: &Expected<'_>,
+) -> bool {
+    let Some(signing_keys) = expected.operator else {
+        return data.iss == expected.issuer;
+    };
+    let issuer_account = response.issuer_account.as_deref().unwrap_or_default();
+    if !issuer_account.is_empty() && issuer_account != expected.issuer {
+        return false;
+    }
+    data.iss == expected.issuer || signing_keys.iter().any(|k| k.key() == data.iss)
 }
 
 fn base64url(part: &str) -> Result<Vec<u8>, CalloutError> {

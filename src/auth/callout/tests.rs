@@ -293,6 +293,7 @@ impl Fixture {
             user_nkey: &self.user_nkey,
             server_id: self.keys.id(),
             issuer: &issuer,
+            operator: None,
             sealed: None,
         };
         decode_response(payload, &expected, crate::auth::jwt::encode::now_unix())
@@ -406,6 +407,7 @@ fn sealed_responses_open_only_with_the_right_keys() {
         user_nkey: &f.user_nkey,
         server_id: f.keys.id(),
         issuer: &issuer,
+        operator: None,
         sealed: Some((&f.keys.xkey, &service)),
     };
     let now = crate::auth::jwt::encode::now_unix();

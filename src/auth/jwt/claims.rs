@@ -533,6 +533,9 @@ pub struct AccountClaims {
     pub default_permissions: PermissionClaims,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mappings: Option<serde_json::Value>,
+    /// Auth callout for this account's users (operator mode); off while `auth_users` is empty.
+    #[serde(default, deserialize_with = "null_default")]
+    pub authorization: ExternalAuthorization,
     #[serde(
         default,
         deserialize_with = "null_default",
@@ -547,6 +550,44 @@ pub struct AccountClaims {
     pub info_url: String,
     #[serde(flatten)]
     pub generic: GenericFields,
+}
+
+/// nats-io/jwt `ExternalAuthorization`: the account JWT's `authorization`. The callout is on
+/// when `auth_users` is not empty (`IsEnabled`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ExternalAuthorization {
+    /// Users (public `U…` keys) of this account that bypass the callout: the auth service.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub auth_users: Vec<String>,
+    /// Accounts (public `A…` keys, or [`ANY_ACCOUNT`] alone) the service may place users into
+    /// besides this one.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub allowed_accounts: Vec<String>,
+    /// The service's curve key (`X…`): requests are sealed to it.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub xkey: String,
+}
+
+/// nats-io/jwt `AnyAccount`: as the only `allowed_accounts` entry, every account.
+pub const ANY_ACCOUNT: &str = "*";
+
+impl ExternalAuthorization {
+    /// nats-io/jwt `IsEnabled`.
+    pub fn is_enabled(&self) -> bool {
+        !self.auth_users.is_empty()
+    }
 }
 
 /// `nats` of an operator JWT.
