@@ -381,6 +381,23 @@ pub struct JwtAccountArgs {
     /// activation`; it names the exporter, the subject and the kind), repeatable.
     #[arg(long = "import-activation", value_name = "FILE")]
     pub import_activations: Vec<PathBuf>,
+    #[command(flatten)]
+    pub callout: JwtCalloutArgs,
+}
+
+/// The account's auth callout (its `authorization` claim): on when `--auth-user` is given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Args)]
+pub struct JwtCalloutArgs {
+    /// A user (`U…`) of this account that runs the auth service and bypasses the callout,
+    /// repeatable; any one turns the callout on for the account's other users.
+    #[arg(long = "auth-user", value_name = "PUBLIC_KEY")]
+    pub auth_users: Vec<String>,
+    /// An account (`A…`, or `*` alone for any) the service may place users into, repeatable.
+    #[arg(long = "allowed-account", value_name = "PUBLIC_KEY")]
+    pub allowed_accounts: Vec<String>,
+    /// The service's curve key (`X…`): callout requests are sealed to it.
+    #[arg(long = "callout-xkey", value_name = "PUBLIC_XKEY")]
+    pub xkey: Option<String>,
 }
 
 /// `ringnats jwt user`.

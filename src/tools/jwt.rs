@@ -12,15 +12,15 @@ use std::path::Path;
 use nkeys::KeyPair;
 
 use crate::auth::jwt::claims::{
-    Export, ExportType, Import, NO_LIMIT, Permission, ResponsePermission,
+    Export, ExportType, ExternalAuthorization, Import, NO_LIMIT, Permission, ResponsePermission,
 };
 use crate::auth::jwt::{
     self, AccountClaims, AccountLimits, ActivationClaims, ClaimsData, OperatorClaims,
     PermissionClaims, SigningKey, UserClaims, UserPermissionLimits, creds, encode,
 };
 use crate::cli::{
-    JwtAccountArgs, JwtActivationArgs, JwtCommand, JwtCommon, JwtConfigArgs, JwtCredsArgs,
-    JwtOperatorArgs, JwtUserArgs,
+    JwtAccountArgs, JwtActivationArgs, JwtCalloutArgs, JwtCommand, JwtCommon, JwtConfigArgs,
+    JwtCredsArgs, JwtOperatorArgs, JwtUserArgs,
 };
 
 /// Runs one `ringnats jwt` command, printing its output.
@@ -96,6 +96,7 @@ pub fn account(args: &JwtAccountArgs) -> Result<String, String> {
         },
         exports: exports(args)?,
         imports: imports(args)?,
+        authorization: callout_claim(&args.callout)?,
         ..AccountClaims::default()
     };
     let data = claims_data(&args.common, args.subject.clone());
@@ -211,6 +212,17 @@ pub fn activation(args: &JwtActivationArgs) -> Result<String, String> {
     }
     let data = claims_data(&common, args.subject.clone());
     encode::activation(data, nats, &signer).map_err(|e| e.to_string())
+}
+
+/// The account's `authorization` claim, checked as nats-io/jwt validates it.
+fn callout_claim(args: &JwtCalloutArgs) -> Result<ExternalAuthorization, String> {
+    let claim = ExternalAuthorization {
+        auth_users: args.auth_users.clone(),
+        allowed_accounts: args.allowed_accounts.clone(),
+        xkey: args.xkey.clone().unwrap_or_default(),
+    };
+    crate::auth::operator::callout::validate(&claim).map_err(|e| format!("auth callout: {e}"))?;
+    Ok(claim)
 }
 
 /// `ringnats jwt user`.
@@ -431,6 +443,7 @@ mod tests {
             import_streams: vec![],
             import_services: vec![],
             import_activations: vec![],
+            callout: JwtCalloutArgs::default(),
         };
         let acc_jwt = account(&acc_args).unwrap();
         let (_, a) = decode_account(&acc_jwt).unwrap();
@@ -503,6 +516,43 @@ mod tests {
                 .join(format!("{}.jwt", acc.public_key()))
                 .is_file()
         );
+        // The auth callout claim, validated as nats-io/jwt does.
+        let service = KeyPair::new_user().public_key();
+        let xkey = nkeys::XKey::new().public_key();
+        let callout = JwtCalloutArgs {
+            auth_users: vec![service.clone()],
+            allowed_accounts: vec!["*".into()],
+            xkey: Some(xkey.clone()),
+        };
+        let with_callout = account(&JwtAccountArgs {
+            callout: callout.clone(),
+            ..acc_args.clone()
+        })
+        .unwrap();
+        let (_, a) = decode_account(&with_callout).unwrap();
+        assert_eq!(a.authorization.auth_users, vec![service]);
+        assert_eq!(a.authorization.allowed_accounts, vec!["*".to_string()]);
+        assert_eq!(a.authorization.xkey, xkey);
+        for bad in [
+            JwtCalloutArgs {
+                auth_users: vec![acc.public_key()],
+                ..callout.clone()
+            },
+            JwtCalloutArgs {
+                auth_users: vec![],
+                ..callout.clone()
+            },
+            JwtCalloutArgs {
+                xkey: Some(acc.public_key()),
+                ..callout.clone()
+            },
+        ] {
+            let refused = account(&JwtAccountArgs {
+                callout: bad,
+                ..acc_args.clone()
+            });
+            assert!(refused.is_err_and(|e| e.starts_with("auth callout: ")));
+        }
         // Wrong signer kinds are refused.
         assert!(
             account(&JwtAccountArgs {
@@ -537,6 +587,7 @@ mod tests {
             import_streams: vec![],
             import_services: vec![],
             import_activations: vec![],
+            callout: JwtCalloutArgs::default(),
         }
     }
 
