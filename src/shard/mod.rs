@@ -603,7 +603,11 @@ impl Shard {
     fn process_input(&mut self, slot: u32, data: &[u8], stop_at_stall: bool) -> usize {
         let mut used = 0;
         loop {
-            let conn = &mut self.conns[slot as usize];
+            // The op may have closed its own connection (its echo made it a slow consumer)
+            // with nothing of it left in the kernel: then the slot is free.
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                return used;
+            };
             if !conn.is_open() || conn.is_input_paused() || (stop_at_stall && conn.stall.is_some())
             {
                 return used;
@@ -617,9 +621,12 @@ impl Shard {
                     self.forwarded_to = 0;
                     self.on_op(slot, op);
                     self.after_op();
+                    if self.over_half.is_empty() && self.forwarded_to == 0 {
+                        // The common case: one test per op (the next turn of the loop checks
+                        // the slot anyway).
+                        continue;
+                    }
                     if !self.conns.contains(slot as usize) {
-                        // The op closed its own connection (its echo made it a slow
-                        // consumer) and nothing of it was left in the kernel: the slot is free.
                         self.over_half.clear();
                         return used;
                     }
