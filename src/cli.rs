@@ -259,6 +259,8 @@ pub struct JwtArgs {
 
 /// What `ringnats jwt` makes.
 #[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+// Parsed once per run of the tool: the account variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum JwtCommand {
     /// A self-signed operator JWT.
     Operator(JwtOperatorArgs),
